@@ -25,7 +25,7 @@ from .torch_core import (bn_types, defaults, flatten_model, get_model, remove_mo
                          split_model, to_detach, to_device)
 
 __all__ = ['Learner', 'LearnerCallback', 'Recorder', 'RecordOnCPU', 'fit', 'loss_batch', 'train_epoch', 'validate',
-           'get_preds', 'load_learner', 'AdamW']
+           'get_preds', 'load_learner', 'AdamW', 'format_time']
 
 
 # --- The loop: one batch, one epoch of validation, predictions, a whole run -----------------------------------
@@ -159,7 +159,7 @@ class Learner:
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device)
         self.loss_func = ifnone(loss_func, data.loss_func)
-        self.metrics = [_lookup_metric(m) for m in listify(metrics)]
+        self.metrics = metrics
         self.true_wd, self.bn_wd, self.train_bn = true_wd, bn_wd, train_bn
         self.wd = ifnone(wd, defaults.wd)
         self.path = Path(ifnone(path, data.path))
@@ -176,6 +176,15 @@ class Learner:
         return (f'{type(self).__name__}(data={type(self.data).__name__}, model={type(self.model).__name__}, '
                 f'loss_func={self.loss_func!r}, metrics={[getattr(m, "__name__", m) for m in self.metrics]}, '
                 f'layer_groups={len(self.layer_groups)}, path={str(self.path)!r})')
+
+    @property
+    def metrics(self) -> list:
+        "The metrics shown after each epoch: functions `f(output, target)`, metric callbacks, or their names."
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics: Collection | None) -> None:
+        self._metrics = [_lookup_metric(m) for m in listify(metrics)]
 
     def init(self, init: Callable) -> None:
         "Initialise the weights of every layer group with `init`."
@@ -583,8 +592,17 @@ def _exportable(model: nn.Module, layer_groups: list[nn.Module]) -> tuple[nn.Mod
     copied = copy.deepcopy({'model': model, 'layer_groups': layer_groups})  # one copy keeps shared modules shared
     for m in copied['model'].modules():
         if parametrize.is_parametrized(m):
+            # The copy shares its generated class (which holds the `weight` property) with the original, and
+            # removal deletes that property from the class: give the copy a class of its own first.
+            cls = type(m)
+            m.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             for name in list(m.parametrizations.keys()):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+        # weight_norm also leaves a state-dict hook (a local function, which pickle cannot store) that converts
+        # old checkpoints; with the parametrization folded in it has nothing left to convert.
+        hooks = m._load_state_dict_pre_hooks
+        for key in [k for k, h in hooks.items() if '<locals>' in getattr(getattr(h, 'hook', h), '__qualname__', '')]:
+            del hooks[key]
     return copied['model'], copied['layer_groups']
 
 
@@ -677,11 +695,12 @@ class Recorder(LearnerCallback):
         self.add_time, self.silent = add_time, ifnone(silent, learn.silent)
         self._losses: list[float] = []
         self._pending: list[Tensor] = []
+        self._added_names: list[str] = []
         self.lrs, self.moms, self.val_losses, self.metrics, self.nb_batches = [], [], [], [], []
 
     def on_train_begin(self, pbar: Any, metrics_names: Sequence[str], **kwargs: Any) -> None:
         self.pbar = pbar
-        self.names = ['epoch', 'train_loss', 'valid_loss'] + list(metrics_names)
+        self.names = ['epoch', 'train_loss', 'valid_loss'] + list(metrics_names) + self._added_names
         if self.add_time:
             self.names.append('time')
         if not self.silent:
@@ -741,13 +760,13 @@ class Recorder(LearnerCallback):
         "Print one row of the epoch table."
         str_stats = [_format_stat(stat) for stat in stats]
         if self.add_time:
-            str_stats.append(_format_time(time.time() - self.start_epoch))
+            str_stats.append(format_time(time.time() - self.start_epoch))
         if not self.silent:
             self.pbar.write(str_stats, table=True)
 
     def add_metric_names(self, names: Sequence[str]) -> None:
-        "Add columns `names` to the epoch table (for callbacks that append metrics)."
-        self.names += list(names)
+        "Add columns `names` to the epoch table (for callbacks that append metrics; call it before the Recorder's on_train_begin)."
+        self._added_names += [n for n in names if n not in self._added_names]
 
     # Plots
     def plot_lr(self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0,
@@ -882,7 +901,8 @@ def _format_stat(stat: Any) -> str:
     return f'{float(stat):.6f}'
 
 
-def _format_time(t: float) -> str:
+def format_time(t: float) -> str:
+    "Seconds `t` as 'mm:ss', or 'h:mm:ss' past an hour."
     t = int(t)
     h, m, s = t // 3600, (t // 60) % 60, t % 60
     return f'{h}:{m:02d}:{s:02d}' if h else f'{m:02d}:{s:02d}'

@@ -100,7 +100,7 @@ def test_metric_by_name():
 
 
 def test_callback_typo_error():
-    with pytest.raises(ValueError, match=r"Unknown callback 'CSVLoger'"):
+    with pytest.raises(ValueError, match=r"Unknown callback 'CSVLoger'. Did you mean 'CSVLogger'"):
         fake_learner(callback_fns=['CSVLoger'])
 
 
@@ -261,8 +261,18 @@ def test_recorder_plots_return_figures():
     plt.close('all')
 
 
-def test_callback_fns_are_built_at_each_fit():
-    from fastlib.callbacks.training import GradientClipping
-    learn = fake_learner(callback_fns=['GradientClipping'])
+def test_callback_fns_by_name_are_built_at_each_fit(tmp_path):
+    from fastlib.callbacks import CSVLogger, GradientClipping
+    learn = fake_learner(callback_fns=['GradientClipping', 'csv_logger'], path=tmp_path)
     learn.fit(1)
-    assert isinstance(learn.gradient_clipping, GradientClipping)
+    first = learn.csv_logger
+    assert isinstance(learn.gradient_clipping, GradientClipping) and isinstance(first, CSVLogger)
+    learn.fit(1)
+    assert learn.csv_logger is not first
+
+
+def test_metrics_set_after_creation_are_looked_up_by_name():
+    learn = fake_learner()
+    learn.metrics = ['accuracy', 'error_rate']
+    learn.fit(1)
+    assert len(learn.recorder.metrics[0]) == 2

@@ -5,7 +5,7 @@ import csv
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..basic_train import Learner, LearnerCallback, _format_time
+from ..basic_train import Learner, LearnerCallback, format_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +57,7 @@ class CSVLogger(LearnerCallback):
         stats += [None] * (n_stats - len(stats))  # validation skipped: '#na#' in its columns, as in the table
         row = [_format_stat(s) for s in stats[:n_stats]]
         if self.add_time:
-            row.append(_format_time(time.time() - self.start_epoch))
+            row.append(format_time(time.time() - self.start_epoch))
         with self.path.open('a', newline='') as f:
             csv.writer(f).writerow(row)
 

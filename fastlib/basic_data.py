@@ -97,7 +97,10 @@ class DeviceDataLoader:
 
     def proc_batch(self, b: Any) -> Any:
         "Move the batch `b` to the device and apply the batch transforms."
-        b = to_device(b, self.device, non_blocking=self.non_blocking)
+        if isinstance(b, (tuple, list)) and all(isinstance(t, Tensor) for t in b):  # the usual (xb, yb)
+            b = [t.to(self.device, non_blocking=self.non_blocking) for t in b]
+        else:
+            b = to_device(b, self.device, non_blocking=self.non_blocking)
         for f in self.tfms:
             b = f(b)
         return b

@@ -33,8 +33,10 @@ __all__ = ['Learner', 'LearnerCallback', 'Recorder', 'RecordOnCPU', 'fit', 'loss
 def loss_batch(model: nn.Module, xb: Any, yb: Any, loss_func: Callable | None = None,
                opt: OptimWrapper | None = None, cb_handler: CallbackHandler | None = None) -> Any:
     "Forward `xb`; with `loss_func` compute the loss, and with `opt` also backward and step. Returns the loss."
-    cb_handler = ifnone(cb_handler, CallbackHandler())
-    xb, yb = listify(xb) if is_listy(xb) else [xb], listify(yb) if is_listy(yb) else [yb]
+    if cb_handler is None:  # (not `ifnone`, which would build a handler at every call)
+        cb_handler = CallbackHandler()
+    xb = xb if is_listy(xb) else [xb]
+    yb = yb if is_listy(yb) else [yb]
     out = model(*xb)
     out = cb_handler.on_loss_begin(out)
     if loss_func is None:
@@ -823,8 +825,6 @@ class Recorder(LearnerCallback):
                 ax.plot(lr, loss_at, marker=marker, markersize=10, color=color, linestyle='none',
                         label=f'{name}: {lr:.2e}')
             ax.legend()
-            print(f'Suggested learning rates: ' + ', '.join(f'{k}={v:.2e}' for k, v in sugg._asdict().items()
-                                                           if v is not None))
         return _maybe_return(fig, return_fig)
 
     def plot_losses(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None,

@@ -17,7 +17,7 @@ __all__ = ['OptimWrapper', 'Callback', 'CallbackHandler', 'CallbackList', 'Smoot
            'Scheduler', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos', 'annealing_poly',
            'AdamW', 'CALLBACK_EVENTS']
 
-# fastai v1's default optimizer: Adam with beta2 0.99; weight decay is decoupled by OptimWrapper (true_wd=True).
+# fastai v1's default optimizer: Adam with beta2 0.99; with true_wd=True (the default) its decay is decoupled.
 AdamW = functools.partial(torch.optim.Adam, betas=(0.9, 0.99))
 
 
@@ -25,9 +25,11 @@ class OptimWrapper:
     """Wrap a torch optimizer with one param group per layer group and fastai's hyper-parameter names.
 
     `lr`, `mom`, `beta` and `wd` are readable (the last group's value) and settable (one value, or one per
-    group). Weight decay is applied here, not by the inner optimizer: with `true_wd=True` it is decoupled
-    (weights shrink by `lr*wd` before the step, as in AdamW), else it is added to the gradients (L2, as torch's
-    `weight_decay`). With `bn_wd=False`, norm-layer weights and biases get no decay.
+    group). With `true_wd=True` weight decay is decoupled (weights shrink by `lr*wd` before the step, as in
+    AdamW), else it is added to the gradients (L2, as torch's `weight_decay`). With `bn_wd=False`, norm-layer
+    weights and biases get no decay. When a torch optimizer can do the requested decay on all parameters
+    itself (Adam's `decoupled_weight_decay`, AdamW, or L2 for the others), it does, in its own fused or
+    foreach kernels; otherwise the wrapper applies it before each step.
     """
 
     def __init__(self, opt: torch.optim.Optimizer, wd: float | Collection[float] = 0., true_wd: bool = False,
@@ -39,7 +41,20 @@ class OptimWrapper:
         self._no_wd_ids = [{id(p) for p in ps} for ps in no_wd_params]
         self._decay_params = None
         self.read_defaults()
+        self._native_wd = self._use_native_wd()
         self.wd = wd
+
+    def _use_native_wd(self) -> bool:
+        "Whether the inner optimizer applies the requested kind of decay itself (set up here when it can)."
+        is_torch = type(self.opt).__module__.startswith('torch.optim')
+        if not self.bn_wd or not is_torch or 'weight_decay' not in self.opt_keys:
+            return False  # some parameters are excluded, or the optimizer is not one whose decay we know
+        if isinstance(self.opt, torch.optim.AdamW):
+            return self.true_wd
+        if 'decoupled_weight_decay' in self.opt_keys:
+            self.set_val('decoupled_weight_decay', [self.true_wd] * len(self.opt.param_groups))
+            return True
+        return not self.true_wd  # torch's other optimizers apply L2
 
     @classmethod
     def create(cls, opt_func: Callable, lr: float | Collection[float], layer_groups: Sequence[nn.Module],
@@ -73,9 +88,14 @@ class OptimWrapper:
         return f'OptimWrapper over {self.opt!r}.\nTrue weight decay: {self.true_wd}'
 
     # Training
-    @torch.no_grad()
     def step(self) -> None:
-        "Apply weight decay, then the inner optimizer's step."
+        "Apply weight decay (unless the inner optimizer does), then the inner optimizer's step."
+        if not self._native_wd:
+            self._apply_wd()
+        self.opt.step()
+
+    @torch.no_grad()
+    def _apply_wd(self) -> None:
         for lr, wd, params in zip(self._lr, self._wd, self._params_to_decay()):
             if wd == 0 or not params:
                 continue
@@ -83,7 +103,6 @@ class OptimWrapper:
                 torch._foreach_mul_(params, 1 - lr * wd)  # decoupled: p <- p * (1 - lr*wd)
             else:
                 torch._foreach_add_([p.grad for p in params], params, alpha=wd)  # L2: g <- g + wd*p
-        self.opt.step()
 
     def _params_to_decay(self) -> list[list[Tensor]]:
         "For each group, the parameters with a gradient that weight decay applies to."
@@ -173,6 +192,8 @@ class OptimWrapper:
     @wd.setter
     def wd(self, val: float | Collection[float]) -> None:
         self._wd = _floats(listify(val, self.opt.param_groups))
+        if self._native_wd:
+            self.set_val('weight_decay', self._wd)
 
     def read_defaults(self) -> None:
         "Read lr, momentum and beta from the inner optimizer, and switch its own weight decay off."
@@ -185,8 +206,8 @@ class OptimWrapper:
             self._beta = self.read_val('alpha')
         if 'betas' in self.opt_keys:
             self._mom, self._beta = self.read_val('betas')
-        if 'weight_decay' in self.opt_keys:
-            self.set_val('weight_decay', [0.] * len(self.opt.param_groups))  # OptimWrapper applies wd itself
+        if 'weight_decay' in self.opt_keys:  # `wd` decides from now on (set by the wd setter)
+            self.set_val('weight_decay', [0.] * len(self.opt.param_groups))
         if not hasattr(self, '_mom'):
             self._mom = [0.] * len(self.opt.param_groups)
         if self._beta is None:
@@ -321,8 +342,14 @@ class SmoothenValue:
         self.n += 1
         if isinstance(val, Tensor):
             val = val.detach().float()
-        self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
-        self.smooth = self.mov_avg / (1 - self.beta ** self.n)
+            # Two small ops per batch, on the value's device: the average and its bias correction.
+            if isinstance(self.mov_avg, Tensor):
+                self.mov_avg = torch.lerp(self.mov_avg, val, 1 - self.beta)
+            else:
+                self.mov_avg = val * (1 - self.beta)
+        else:
+            self.mov_avg = self.beta * self.mov_avg + (1 - self.beta) * val
+        self.smooth = self.mov_avg * (1 / (1 - self.beta ** self.n))
 
 
 class CallbackHandler:
@@ -336,11 +363,21 @@ class CallbackHandler:
         self.beta = beta
         self.smoothener = SmoothenValue(beta)
         self.state_dict: dict[str, Any] = _initial_state()
+        self._index_handlers()
+
+    def _index_handlers(self) -> None:
+        "For each event, the metrics and callbacks that override it: the others are not called (a per-batch saving)."
+        def overriding(objs, event):
+            return [o for o in objs if getattr(type(o), f'on_{event}', None) is not getattr(Callback, f'on_{event}')]
+
+        self._handlers = {e: (overriding(self.metrics, e), overriding(self.callbacks, e)) for e in CALLBACK_EVENTS}
 
     def _call_and_update(self, cb: Callback, cb_name: str, **kwargs: Any) -> None:
         "Call `cb.on_<cb_name>` with the state, and merge the dict it returns into the state."
         new = getattr(cb, f'on_{cb_name}')(**self.state_dict, **kwargs)
-        for k, v in (new or {}).items():
+        if not new:
+            return
+        for k, v in new.items():
             if k not in self.state_dict:
                 raise KeyError(f"{type(cb).__name__}.on_{cb_name} returned {k!r}, which is not part of the "
                                f"callbacks' state.{did_you_mean(k, self.state_dict)}")
@@ -348,20 +385,26 @@ class CallbackHandler:
 
     def __call__(self, cb_name: str, call_mets: bool = True, **kwargs: Any) -> None:
         "Fire event `cb_name` on the metrics (when `call_mets`) and the callbacks."
+        metrics, callbacks = self._handlers[cb_name]
         if call_mets:
-            for met in self.metrics:
+            for met in metrics:
                 self._call_and_update(met, cb_name, **kwargs)
-        for cb in self.callbacks:
+        for cb in callbacks:
             self._call_and_update(cb, cb_name, **kwargs)
 
     def set_dl(self, dl: Any) -> None:
         "Tell the callbacks which data loader is running."
+        changed = False
         if hasattr(self, 'cb_dl'):
             self.callbacks.remove(self.cb_dl)
             del self.cb_dl
+            changed = True
         if isinstance(dl.dataset, Callback):
             self.callbacks.append(dl.dataset)
             self.cb_dl = dl.dataset
+            changed = True
+        if changed:
+            self._index_handlers()
 
     def on_train_begin(self, epochs: int, pbar: Any, metrics: Collection | None, **kwargs: Any) -> None:
         "Start a run of `epochs` epochs shown on `pbar`."

@@ -78,7 +78,8 @@ def fake_learner(n_in: int = 8, n_classes: int | None = 3, batch_size: int = 32,
                  valid_length: int = 128, seed: int = 0, hidden: int = 32, data: DataBunch | None = None,
                  **learn_kwargs: Any) -> Learner:
     "A Learner on `fake_data` with `fake_model`, split into two layer groups (body and head) so it can freeze."
-    data = ifnone(data, fake_data(n_in, n_classes, batch_size, train_length, valid_length, seed))
+    if data is None:
+        data = fake_data(n_in, n_classes, batch_size, train_length, valid_length, seed)
     torch.manual_seed(seed)
     model = fake_model(n_in, ifnone(n_classes, 1), hidden)
     if n_classes is None:

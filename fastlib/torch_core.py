@@ -148,8 +148,17 @@ def to_np(x: Any) -> np.ndarray:
 
 
 def data_collate(batch: Sequence) -> Any:
-    "Collate a list of samples into a batch, first turning item objects into their `.data`."
-    return torch.utils.data.dataloader.default_collate(to_data(list(batch)))
+    "Collate a list of samples into a batch, first turning item objects (anything with a `.data`) into their data."
+    batch = list(batch)
+    if batch and _holds_items(batch[0]):  # decided on the first sample: samples of a dataset share a structure
+        batch = to_data(batch)
+    return torch.utils.data.dataloader.default_collate(batch)
+
+
+def _holds_items(sample: Any) -> bool:
+    "True when `sample` is, or directly contains, an item object with a `.data` (not a tensor or an array)."
+    parts = sample if is_listy(sample) else [sample]
+    return any(hasattr(o, 'data') and not isinstance(o, (Tensor, np.ndarray)) for o in parts)
 
 
 def requires_grad(m: nn.Module, b: bool | None = None) -> bool | None:

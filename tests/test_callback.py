@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastlib.callback import (AdamW, Callback, CallbackHandler, OptimWrapper, Scheduler, SmoothenValue,
+from fastlib.callback import (CALLBACK_EVENTS, AdamW, Callback, CallbackHandler, OptimWrapper, Scheduler, SmoothenValue,
                               annealing_cos, annealing_exp, annealing_linear, annealing_no, annealing_poly)
 from fastlib.testing import fake_learner
 
@@ -45,6 +45,22 @@ def test_decoupled_wd_matches_torch_adamw():
 
     _train_steps(ours, ours_step)
     _train_steps(ref, ref_step)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+class _OtherAdam(torch.optim.Adam):
+    "An optimizer from outside torch.optim: OptimWrapper applies the decay itself instead of delegating."
+
+
+@pytest.mark.parametrize('opt_func', [AdamW, functools.partial(_OtherAdam, betas=(0.9, 0.99))])
+def test_both_decay_paths_match_torch_adamw(opt_func):
+    ours, ref = _model(), _model()
+    opt = OptimWrapper.create(opt_func, 1e-2, _groups(ours), wd=0.1, true_wd=True)
+    assert opt._native_wd == (opt_func is AdamW)
+    torch_opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
+    _train_steps(ours, lambda: (opt.step(), opt.zero_grad()))
+    _train_steps(ref, lambda: (torch_opt.step(), torch_opt.zero_grad()))
     for p, q in zip(ours.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
 
@@ -98,7 +114,8 @@ def test_one_param_group_per_layer_group_and_settable_hyper_params():
     assert [pg['betas'] for pg in opt.opt.param_groups] == [(0.8, 0.95), (0.8, 0.98)]
     opt.lr = 3e-3
     assert [pg['lr'] for pg in opt.opt.param_groups] == [3e-3, 3e-3]
-    assert all(pg['weight_decay'] == 0 for pg in opt.opt.param_groups)  # the wrapper applies wd itself
+    assert [pg['weight_decay'] for pg in opt.opt.param_groups] == [0.1, 0.2]  # Adam decays (decoupled) itself
+    assert all(pg['decoupled_weight_decay'] for pg in opt.opt.param_groups)
 
 
 def test_sgd_mom_maps_to_momentum():
@@ -163,13 +180,20 @@ def test_smoothen_value_is_bias_corrected_ema():
 
 
 class _Spy(Callback):
+    "Records every event it receives."
+
     def __init__(self):
         self.events = []
 
-    def __getattribute__(self, name):
-        if name.startswith('on_'):
-            self.events.append(name)
-        return object.__getattribute__(self, name)
+
+def _recorder_of(event):
+    def method(self, **kwargs):
+        self.events.append(event)
+    return method
+
+
+for _event in CALLBACK_EVENTS:
+    setattr(_Spy, f'on_{_event}', _recorder_of(f'on_{_event}'))
 
 
 def test_events_fire_in_order():

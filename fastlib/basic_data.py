@@ -229,21 +229,11 @@ class DataBunch:
             self.dl_tfms.remove(tfm)
 
     def add_test(self, items: Any, label: Any = None, tfms: Any = None, tfm_y: Any = None) -> None:
-        "Add a test set: a Dataset, or `items` the training set's item list can turn into one."
-        if isinstance(items, Dataset):
-            test_ds = items
-        elif hasattr(self.train_ds, 'x') and hasattr(self.valid_ds, 'new'):
-            test_ds = self._labelled_test_ds(items, label, tfms, tfm_y)
-        else:
-            raise TypeError("add_test takes a Dataset for a DataBunch built from plain datasets.")
-        self.test_dl = DeviceDataLoader(self.valid_dl._new_dl(dataset=test_ds, shuffle=False), self.device,
+        "Add the Dataset `items` as the test set (DataBunch subclasses also take raw items)."
+        if not isinstance(items, Dataset):
+            raise TypeError(f"add_test takes a Dataset for a {type(self).__name__}, not {type(items).__name__}.")
+        self.test_dl = DeviceDataLoader(self.valid_dl._new_dl(dataset=items, shuffle=False), self.device,
                                         self.dl_tfms, self.collate_fn)
-
-    def _labelled_test_ds(self, items: Any, label: Any, tfms: Any, tfm_y: Any) -> Dataset:
-        "A test LabelList built like the validation set from `items` (for data block datasets)."
-        items = self.valid_ds.x.new(items)
-        return self.valid_ds.new(items, self.valid_ds.y.new([ifnone(label, self.valid_ds.y[0].obj)] * len(items)),
-                                 tfms=tfms, tfm_y=tfm_y)
 
     def one_batch(self, ds_type: DatasetType = DatasetType.Train, detach: bool = True, denorm: bool = True,
                   cpu: bool = True) -> tuple[Any, Any]:
@@ -293,19 +283,17 @@ class DataBunch:
         atomic_save({'fastlib_data_export': 1, 'state': self.export_state()}, self.path / file)
 
     def export_state(self) -> dict:
-        "The state `load_empty` needs to rebuild this DataBunch's item processing, for inference."
-        if hasattr(self.valid_ds, 'get_state'):
-            return {'kind': 'label_list', 'state': self.valid_ds.get_state(), 'cls': type(self).__name__}
+        """What `load_empty` needs to process new items for inference: plain data only (see `Learner.export`).
+
+        A plain DataBunch's items are already the model's inputs, so this is the classes and the loss;
+        subclasses whose items need processing (images, texts, rows) add their processors' state.
+        """
         return {'kind': 'plain', 'c': self.c, 'classes': self.classes, 'loss_func': self.loss_func}
 
     @classmethod
     def load_empty(cls, path: PathOrStr, state: dict, **kwargs: Any) -> DataBunch:
         "A DataBunch with no items that processes new ones as the exported one did (from `export_state`)."
-        if state['kind'] == 'label_list':
-            from .data_block import LabelList
-            ds = LabelList.load_state(path, state['state'])
-        else:
-            ds = EmptyDataset(state['c'], state['classes'], state['loss_func'])
+        ds = EmptyDataset(state['c'], state['classes'], state['loss_func'])
         bs = kwargs.pop('bs', 64)
         dl_kwargs = {k: kwargs.pop(k) for k in ('num_workers', 'collate_fn') if k in kwargs}
         loaders = [DataLoader(ds, bs, shuffle=False, num_workers=dl_kwargs.get('num_workers', 0)) for _ in range(2)]

@@ -163,8 +163,18 @@ def atomic_write(path: PathOrStr, mode: str = 'wb') -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes the file private (0600); give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    "The permissions a new file at `path` gets: those of the file it replaces, else 0666 less the umask."
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -238,3 +238,10 @@ class MultiLabelClassificationInterpretation(Interpretation):
         super().__init__(learn, preds, y_true, losses, ds_type)
         probs = self.preds.sigmoid() if sigmoid else self.preds
         self.pred_class = probs > thresh
+
+    @classmethod
+    def from_learner(cls, learn: Learner, ds_type: DatasetType = DatasetType.Valid, activ: Callable | None = None,
+                     sigmoid: bool = True, thresh: float = 0.3) -> MultiLabelClassificationInterpretation:
+        "Interpret `learn`'s raw outputs on `ds_type`: a sigmoid (when `sigmoid`), then a cut at `thresh`."
+        preds, y_true, losses = learn.get_preds(ds_type=ds_type, activ=activ or (lambda x: x), with_loss=True)
+        return cls(learn, preds, y_true, losses, ds_type, sigmoid=sigmoid, thresh=thresh)

@@ -39,6 +39,21 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
     assert target.read_text() == 'new'
 
 
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / 'new.bin') as f:
+            f.write(b'x')
+        assert (tmp_path / 'new.bin').stat().st_mode & 0o777 == 0o644
+        (tmp_path / 'new.bin').chmod(0o600)
+        with atomic_write(tmp_path / 'new.bin') as f:
+            f.write(b'y')
+        assert (tmp_path / 'new.bin').stat().st_mode & 0o777 == 0o600  # a replaced file keeps its mode
+    finally:
+        os.umask(umask)
+
+
 def test_module_needs_no_super_init():
     class Net(Module):
         def __init__(self, n):

@@ -295,3 +295,18 @@ def test_classification_interpretation():
     fig = interp.plot_confusion_matrix(return_fig=True)
     assert fig is not None
     plt.close('all')
+
+
+def test_multilabel_interpretation_thresholds_probabilities():
+    from fastlib.layers import BCEWithLogitsFlat
+    from fastlib.train import MultiLabelClassificationInterpretation
+    from fastlib.testing import FakeDataset
+    from fastlib.basic_data import DataBunch
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=g)
+    y = (x[:, :3] > 0).float()  # three independent labels
+    data = DataBunch.create(FakeDataset(x, y), FakeDataset(x, y), bs=16, num_workers=0, device='cpu')
+    learn = fake_learner(data=data, loss_func=BCEWithLogitsFlat())
+    interp = MultiLabelClassificationInterpretation.from_learner(learn, thresh=0.5)
+    raw = learn.get_preds(activ=lambda t: t)[0]
+    assert torch.equal(interp.pred_class, raw.sigmoid() > 0.5)

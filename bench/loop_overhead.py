@@ -91,7 +91,7 @@ def plain_fit(model, train_ds, valid_ds, epochs, bs, lr, device):
 def fastlib_fit(model, train_ds, valid_ds, epochs, bs, lr, device):
     data = DataBunch.create(train_ds, valid_ds, bs=bs, num_workers=0, device=device, no_check=True)
     # fastlib's defaults: Adam (0.9, 0.99) with decoupled weight decay 0.01 = torch's AdamW above.
-    learn = Learner(data, model, loss_func=nn.CrossEntropyLoss(), metrics=[accuracy], wd=0.01, true_wd=True,
+    learn = Learner(data, model, loss_func=F.cross_entropy, metrics=[accuracy], wd=0.01, true_wd=True,
                     silent=True)
     learn.fit(epochs, lr)
     return learn.recorder.val_losses[-1], learn.recorder.metrics[-1][0]

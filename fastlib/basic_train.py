@@ -227,8 +227,8 @@ class Learner:
     def split(self, split_on: Callable | Collection[nn.Module]) -> Learner:
         "Split the model into layer groups at the modules `split_on` (or `split_on(model)` when callable)."
         if callable(split_on) and not isinstance(split_on, nn.Module):
-            split_on = split_on(self.model)
-        self.layer_groups = split_model(self.model, split_on)
+            split_on = split_on(get_model(self.model))
+        self.layer_groups = split_model(get_model(self.model), split_on)
         self.opt = None  # the param groups changed: the next fit builds a new optimizer
         return self
 
@@ -474,6 +474,22 @@ class Learner:
         from .train import to_fp32
         return to_fp32(self)
 
+    def to_channels_last(self) -> Learner:
+        "Keep the model's weights and the 4-d input batches in channels-last memory layout (faster convolutions)."
+        self.model = self.model.to(memory_format=torch.channels_last)
+        if _channels_last not in self.data.dl_tfms:
+            self.data.add_tfm(_channels_last)
+        return self
+
+    def compile(self, **kwargs: Any) -> Learner:
+        """Run the model through `torch.compile(**kwargs)` from now on.
+
+        The layer groups, freezing, `save`, `load` and `export` keep working on the original modules (the
+        compiled wrapper shares their parameters), so files carry no trace of compilation.
+        """
+        self.model = torch.compile(get_model(self.model), **kwargs)
+        return self
+
     def mixup(self, alpha: float = 0.4, stack_x: bool = False, stack_y: bool = True) -> Learner:
         "Train with mixup of strength `alpha`."
         from .train import mixup
@@ -516,6 +532,14 @@ class Learner:
                              f"classes ({self.data.classes[:10]}). Make the model's last layer output "
                              f"{self.data.c} values (cnn_learner and the other factories do this from data.c).")
         self._output_checked = True
+
+
+def _channels_last(b: Any) -> Any:
+    "Batch transform: 4-d input tensors to channels-last memory layout."
+    xb, yb = b
+    if isinstance(xb, Tensor) and xb.dim() == 4:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, yb
 
 
 def _takes_x(f: Callable) -> bool:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> float:
     # (1, 28, 28) -> 16 x 14 x 14 -> 32 x 7 x 7 -> 2 x 4 x 4, pooled to the 2 class scores
     model = simple_cnn((1, 16, 32, 2), bn=True)
     learn = Learner(data, model, metrics=[accuracy])
-    learn.split([model[-1]])
+    learn.split([model[-2]])
     suggestions = learn.lr_find()
     # `steep` (where the loss falls fastest) suits one-cycle on this small, fresh model; `valley` is more cautious.
     lr = suggestions.steep if suggestions.steep is not None else 1e-2

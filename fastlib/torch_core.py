@@ -439,9 +439,15 @@ def try_int(o: Any) -> Any:
 
 
 def get_model(model: nn.Module) -> nn.Module:
-    "The model inside a DataParallel or DistributedDataParallel wrapper, or `model` itself."
+    "The model inside DataParallel, DistributedDataParallel and `torch.compile` wrappers, or `model` itself."
     wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    return model.module if isinstance(model, wrappers) else model
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, '_orig_mod', None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def remove_module_load(state_dict: dict) -> dict:

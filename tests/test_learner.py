@@ -276,3 +276,43 @@ def test_metrics_set_after_creation_are_looked_up_by_name():
     learn.metrics = ['accuracy', 'error_rate']
     learn.fit(1)
     assert len(learn.recorder.metrics[0]) == 2
+
+
+def test_channels_last_is_a_one_liner_that_survives_freezing():
+    from fastlib.layers import simple_cnn
+    from fastlib.testing import FakeDataset
+    from fastlib.basic_data import DataBunch
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 3, 8, 8, generator=g), torch.randint(0, 2, (64,), generator=g)
+    data = DataBunch.create(FakeDataset(x, y, ['a', 'b']), FakeDataset(x, y, ['a', 'b']), bs=16, num_workers=0,
+                            device='cpu')
+    model = simple_cnn((3, 8, 16, 2))
+    learn = Learner(data, model).split([model[-2]]).to_channels_last()
+    seen = []
+    model[0][0].register_forward_pre_hook(lambda m, i: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+    learn.freeze()
+    learn.fit(1, 1e-3)
+    learn.unfreeze()
+    learn.fit(1, 1e-3)
+    assert seen and all(seen)
+    assert model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_is_a_one_liner_that_survives_freezing_and_saving(tmp_path):
+    learn = fake_learner(path=tmp_path)
+    learn.compile(backend='eager')  # the eager backend checks the plumbing without generating code
+    learn.freeze()
+    learn.fit(1, 1e-2)
+    assert learn.layer_groups[0][0].weight.grad is None  # the frozen body got no gradient
+    learn.unfreeze()
+    learn.fit(1, 1e-2)
+    path = learn.save('compiled', return_path=True)
+    keys = torch.load(path, weights_only=True)['model'].keys()
+    assert not any(k.startswith('_orig_mod') for k in keys)  # files carry no trace of compilation
+    plain = fake_learner(path=tmp_path)
+    plain.load('compiled')
+    x = learn.data.valid_ds.x[:4]
+    learn.model.eval()
+    plain.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.model(x), learn.model(x))

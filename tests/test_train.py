@@ -1,4 +1,5 @@
 """Recipes: one-cycle against its formula, lr_find that leaves no trace, mixed precision, mixup, clipping."""
+import contextlib
 import math
 import os
 
@@ -161,7 +162,7 @@ def test_mixed_precision_on_cpu_matches_fp32_accuracy(method):
         set_seed(0)
         learn = fake_learner(metrics=[accuracy])
         if precision:
-            with pytest.warns(UserWarning, match='bfloat16') if precision == 'to_fp16' else _nothing():
+            with pytest.warns(UserWarning, match='bfloat16') if precision == 'to_fp16' else contextlib.nullcontext():
                 getattr(learn, precision)()
         learn.fit_one_cycle(4, 1e-2)
         return learn.validate()[1]
@@ -169,14 +170,6 @@ def test_mixed_precision_on_cpu_matches_fp32_accuracy(method):
     fp32, low = train(None), train(method)
     assert fp32 > 0.85
     assert abs(low - fp32) < 0.05
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 def test_bf16_loss_mirrors_fp32_on_one_batch():

@@ -1,6 +1,7 @@
 """DeviceDataLoader, DataBunch and DatasetType: the data side of a Learner."""
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from enum import IntEnum
@@ -229,9 +230,12 @@ class DataBunch:
             self.dl_tfms.remove(tfm)
 
     def add_test(self, items: Any, label: Any = None, tfms: Any = None, tfm_y: Any = None) -> None:
-        "Add the Dataset `items` as the test set (DataBunch subclasses also take raw items)."
-        if not isinstance(items, Dataset):
-            raise TypeError(f"add_test takes a Dataset for a {type(self).__name__}, not {type(items).__name__}.")
+        "Add `items` as the test set: a Dataset, or raw items processed like the validation set's (`label`: theirs)."
+        if not isinstance(items, Dataset) or hasattr(items, 'empty_copy'):
+            if not hasattr(self.valid_ds, 'test_set'):
+                raise TypeError(f"add_test takes a Dataset for a {type(self).__name__} built from datasets, "
+                                f"not {type(items).__name__}.")
+            items = self.valid_ds.test_set(items, label=label, tfms=tfms, tfm_y=tfm_y)
         self.test_dl = DeviceDataLoader(self.valid_dl._new_dl(dataset=items, shuffle=False), self.device,
                                         self.dl_tfms, self.collate_fn)
 
@@ -283,25 +287,52 @@ class DataBunch:
         atomic_save({'fastlib_data_export': 1, 'state': self.export_state()}, self.path / file)
 
     def export_state(self) -> dict:
-        """What `load_empty` needs to process new items for inference: plain data only (see `Learner.export`).
+        """What `load_empty` needs to process new items for inference (see `Learner.export`).
 
-        A plain DataBunch's items are already the model's inputs, so this is the classes and the loss;
-        subclasses whose items need processing (images, texts, rows) add their processors' state.
+        A data block DataBunch keeps an empty copy of its validation set (processors, classes, transforms; no
+        items) and `export_extra()`; a DataBunch of plain datasets, whose items are already the model's inputs,
+        keeps the number of classes, their names and the loss.
         """
+        if hasattr(self.valid_ds, 'empty_copy'):
+            return {'kind': 'items', 'bunch_cls': _qualname(type(self)), 'ds': self.valid_ds.empty_copy(),
+                    'extra': self.export_extra()}
         return {'kind': 'plain', 'c': self.c, 'classes': self.classes, 'loss_func': self.loss_func}
+
+    def export_extra(self) -> dict:
+        "What prediction needs beyond the dataset's processors (subclasses: e.g. normalization statistics)."
+        return {}
 
     @classmethod
     def load_empty(cls, path: PathOrStr, state: dict, **kwargs: Any) -> DataBunch:
         "A DataBunch with no items that processes new ones as the exported one did (from `export_state`)."
+        if state.get('kind') == 'items':
+            return _databunch_class(state['bunch_cls']).from_empty(path, state['ds'], state.get('extra', {}),
+                                                                   **kwargs)
         ds = EmptyDataset(state['c'], state['classes'], state['loss_func'])
+        return cls._from_empty_ds(path, ds, **kwargs)
+
+    @classmethod
+    def from_empty(cls, path: PathOrStr, ds: Dataset, extra: dict, **kwargs: Any) -> DataBunch:
+        """A DataBunch around the empty dataset `ds` (from `export_state`), ready for `predict` and `add_test`.
+
+        Subclasses restore what they put in `export_extra` (normalization, say) by overriding this.
+        """
+        for lst in (getattr(ds, 'x', None), getattr(ds, 'y', None)):
+            if lst is not None and hasattr(lst, 'path'):
+                lst.path = Path(path)
+        return cls._from_empty_ds(path, ds, **kwargs)
+
+    @classmethod
+    def _from_empty_ds(cls, path: PathOrStr, ds: Dataset, **kwargs: Any) -> DataBunch:
         bs = kwargs.pop('bs', 64)
-        dl_kwargs = {k: kwargs.pop(k) for k in ('num_workers', 'collate_fn') if k in kwargs}
-        loaders = [DataLoader(ds, bs, shuffle=False, num_workers=dl_kwargs.get('num_workers', 0)) for _ in range(2)]
-        return cls(*loaders, path=path, no_check=True, collate_fn=dl_kwargs.get('collate_fn', data_collate), **kwargs)
+        num_workers = kwargs.pop('num_workers', 0)
+        collate_fn = kwargs.pop('collate_fn', data_collate)
+        loaders = [DataLoader(ds, bs, shuffle=False, num_workers=num_workers) for _ in range(2)]
+        return cls(*loaders, path=path, no_check=True, collate_fn=collate_fn, **kwargs)
 
     def save(self, file: PathOrStr = 'data_save.pkl') -> None:
         "Save the datasets to `path/file` (atomically); `load_data` rebuilds the DataBunch."
-        state = {'fastlib_data': 1, 'cls': type(self).__name__, 'train_ds': self.train_ds, 'valid_ds': self.valid_ds,
+        state = {'fastlib_data': 1, 'cls': _qualname(type(self)), 'train_ds': self.train_ds, 'valid_ds': self.valid_ds,
                  'test_ds': self.test_ds}
         atomic_save(state, self.path / file)
 
@@ -400,9 +431,30 @@ def load_data(path: PathOrStr, file: PathOrStr = 'data_save.pkl', bs: int = 64, 
     state = safe_load(Path(path) / file, trusted=trusted, what='saved DataBunch')
     if not isinstance(state, dict) or 'train_ds' not in state:
         raise ValueError(f"{Path(path) / file} was not written by DataBunch.save.")
-    return DataBunch.create(state['train_ds'], state['valid_ds'], state['test_ds'], path=path, bs=bs, val_bs=val_bs,
+    return _databunch_class(state['cls']).create(state['train_ds'], state['valid_ds'], state['test_ds'], path=path, bs=bs, val_bs=val_bs,
                             num_workers=num_workers, dl_tfms=dl_tfms, device=device, collate_fn=collate_fn,
                             no_check=no_check, **kwargs)
+
+
+def _qualname(cls: type) -> str:
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def _databunch_class(name: str) -> type:
+    "The DataBunch subclass called `name` (module.qualname): its fastlib module is imported; DataBunch if unknown."
+    module = name.rpartition('.')[0]
+    if module == 'fastlib' or module.startswith('fastlib.'):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    stack, seen = [DataBunch], {}
+    while stack:
+        c = stack.pop()
+        seen[_qualname(c)] = c
+        seen.setdefault(c.__qualname__, c)  # files written before the class name held its module
+        stack.extend(c.__subclasses__())
+    return seen.get(name, DataBunch)
 
 
 def _check_not_empty(ds: Dataset | None, name: str) -> None:

@@ -2,9 +2,11 @@
 
 Format and why: fastlib files are ordinary `torch.save` archives. They are loaded with
 `torch.load(weights_only=True)`, whose unpickler refuses every Python object that is not on an allowlist, so
-a crafted file cannot run code. The allowlist holds plain data (tensors, numbers, strings, containers), the
-`nn.Module` classes of torch, torchvision and fastlib, torch's optimizers and loss functions, fastlib's metric
-functions, and the classes fastlib registers with `register_safe_globals`. A file that needs anything else
+a crafted file cannot run code. The allowlist holds plain data (tensors, numbers, strings, containers, numpy
+arrays, paths), the `nn.Module` classes of torch, torchvision and fastlib, torch's optimizers and loss functions,
+fastlib's metric functions, and the classes fastlib registers with `register_safe_globals` (the data block's
+item lists, processors and items register themselves). Rebuilding any of these runs no constructor: the
+unpickler only fills the object's `__dict__`. A file that needs anything else
 (a model class of your own, say) loads only when the caller passes `trusted=True` (full pickle: do that only
 for files from a source you trust) or lists the extra classes in `safe_globals=[MyNet]`.
 """
@@ -14,6 +16,7 @@ import functools
 import importlib
 import inspect
 import io
+import pathlib
 import pickle
 import re
 import zipfile
@@ -21,6 +24,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,7 +58,12 @@ def _module_subclasses(cls: type) -> Iterable[type]:
 @functools.lru_cache(maxsize=1)
 def _static_allowlist() -> tuple:
     "Functions and classes from torch that are pure to call: optimizers, functional ops, dtypes, partial."
-    objs: list = [functools.partial, nn.Parameter, set, frozenset, slice, range, complex]
+    objs: list = [functools.partial, nn.Parameter, set, frozenset, slice, range, complex, bytes, bytearray]
+    # numpy arrays and scalars (item lists hold their items in arrays) and paths: plain data once rebuilt.
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray  # renamed in numpy 2
+    objs += [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    objs += [getattr(np.dtypes, n) for n in np.dtypes.__all__]
+    objs += [pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
     objs += [o for o in vars(torch.optim).values() if inspect.isclass(o) and issubclass(o, torch.optim.Optimizer)]
     objs += [o for n, o in vars(torch.nn.functional).items() if inspect.isfunction(o) and not n.startswith('_')]
     # fastlib's metrics and layers: pure computations (losses, metric functions and callbacks, layer factories).

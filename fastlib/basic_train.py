@@ -309,7 +309,7 @@ class Learner:
                  'bn_wd': self.bn_wd, 'wd': self.wd, 'train_bn': self.train_bn, 'model_dir': str(self.model_dir)}
         body = io.BytesIO()
         torch.save(state, body)
-        header = {'fastlib_export': 1, 'modules': _fastlib_modules_in(state), 'body': body.getvalue()}
+        header = {'fastlib_export': 1, 'modules': _fastlib_modules_in(state, body), 'body': body.getvalue()}
         _writable_dir(target.parent, 'learn.path')
         atomic_save(header, target)
         if destroy:
@@ -596,9 +596,12 @@ def _learner_class(name: str) -> type:
     return seen.get(name, Learner)
 
 
-def _fastlib_modules_in(state: dict) -> list[str]:
-    "The fastlib modules defining the classes in `state` (imported before loading it)."
-    names = set()
+def _fastlib_modules_in(state: dict, body: io.BytesIO) -> list[str]:
+    "The fastlib modules defining the classes in `state`, saved in `body` (imported before loading it)."
+    body.seek(0)
+    # Every class or function the file names (item lists, processors, transforms...), read from the archive itself.
+    names = {g.rpartition('.')[0] for g in torch.serialization.get_unsafe_globals_in_checkpoint(body)}
+    body.seek(0)
     for m in state['model'].modules():
         names.add(type(m).__module__)
     for obj in (state['loss_func'], *state['metrics']):

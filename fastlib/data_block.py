@@ -52,7 +52,8 @@ def get_files(path: PathOrStr, extensions: Collection[str] | None = None, recurs
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder.")
-    exts = None if extensions is None else {e.lower() if e.startswith('.') else f'.{e.lower()}' for e in extensions}
+    exts = None if extensions is None else {e.lower() if e.startswith('.') else f'.{e.lower()}'
+                                            for e in listify(extensions)}
 
     def keep(name: str) -> bool:
         return not name.startswith('.') and (exts is None or os.path.splitext(name)[1].lower() in exts)
@@ -400,7 +401,7 @@ class ItemList:
     # Splitting
     def split_none(self) -> ItemLists:
         "No validation set: all items train."
-        return self._split(self.path, self, self.new([]))
+        return self._split(self.path, self, self[np.array([], dtype=np.int64)])
 
     no_split = split_none
 
@@ -746,7 +747,7 @@ class FloatList(ItemList):
         try:
             items = items.astype(np.float32)
         except (TypeError, ValueError):
-            bad = [o for o in items.reshape(-1)[:1000] if not _is_number(o)][:5]
+            bad = [_plain(o) for o in items.reshape(-1)[:1000] if not _is_number(o)][:5]
             raise ValueError(f"Regression targets must be numbers; found {bad}. Convert or drop them.") from None
         if log:
             if (items <= 0).any():
@@ -873,7 +874,7 @@ class LabelLists(ItemLists):
         return self
 
     def filter_by_func(self, func: Callable) -> LabelLists:
-        "Remove the items for which `func(x, y)` is True (on the raw items), in every list."
+        "Remove the items for which `func(x, y)` is True (`x` a raw input, `y` its label), in every list."
         for ds in self.lists:
             ds.filter_by_func(func)
         return self
@@ -1061,8 +1062,9 @@ class LabelList(Dataset):
         return self
 
     def filter_by_func(self, func: Callable) -> LabelList:
-        "Remove the items for which `func(x, y)` is True (on the raw items)."
-        drop = np.array([bool(func(x, y)) for x, y in zip(self.x.items, self.y.items)], dtype=bool)
+        "Remove the items for which `func(x, y)` is True (`x` a raw input, `y` its label as a person reads it)."
+        labels = [getattr(y, 'obj', y) for y in (self.y[i] for i in range(len(self.y)))]
+        drop = np.array([bool(func(x, y)) for x, y in zip(self.x.items, labels)], dtype=bool)
         self.x, self.y = self.x[~drop], self.y[~drop]
         self.y.x = self.x
         return self

@@ -1,0 +1,212 @@
+"""cnn_learner / unet_learner: bodies, heads, layer groups, freezing, pretrained weights from a temporary torch hub
+cache, test-time augmentation, and export -> load in a fresh process -> predict."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.transforms.functional as TF
+from torch import nn
+
+from fastlib.basic_data import DataBunch, DatasetType
+from fastlib.basic_train import Learner
+from fastlib.layers import AdaptiveConcatPool2d, Flatten
+from fastlib.testing import FakeDataset
+from fastlib.vision import models
+from fastlib.vision.learner import (VisionLearner, cnn_config, cnn_learner, create_body, create_cnn_model, create_head,
+                                    unet_learner)
+from fastlib.vision.tta import TTA, zoom_corner
+
+
+def image_data(n_train=32, n_valid=16, c=3, size=32, seed=0, seg=False):
+    "Random 3 x size x size images; labels a class per image (or per pixel when `seg`)."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_valid, 3, size, size, generator=g)
+    y = torch.randint(0, c, (n_train + n_valid,) + ((size, size) if seg else ()), generator=g)
+    classes = [f'c{i}' for i in range(c)]
+    train, valid = FakeDataset(x[:n_train], y[:n_train], classes), FakeDataset(x[n_train:], y[n_train:], classes)
+    return DataBunch.create(train, valid, bs=8, num_workers=0, device='cpu')
+
+
+@pytest.fixture(scope='module')
+def data():
+    return image_data()
+
+
+# --- create_head / create_body ----------------------------------------------------------------------------------
+
+def test_create_head_default_layers():
+    head = create_head(64, 5)
+    kinds = [type(m) for m in head]
+    assert kinds == [AdaptiveConcatPool2d, Flatten, nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU,
+                     nn.BatchNorm1d, nn.Dropout, nn.Linear]
+    assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.25, 0.5]   # ps/2 before the last layer
+    assert [(m.in_features, m.out_features) for m in head if isinstance(m, nn.Linear)] == [(64, 512), (512, 5)]
+
+
+def test_create_head_options():
+    head = create_head(32, 3, lin_ftrs=[20, 10], ps=[0.1, 0.2, 0.3], concat_pool=False, bn_final=True)
+    assert isinstance(head[0], nn.AdaptiveAvgPool2d) and isinstance(head[-1], nn.BatchNorm1d)
+    assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.1, 0.2, 0.3]
+    assert [(m.in_features, m.out_features) for m in head if isinstance(m, nn.Linear)] == [(32, 20), (20, 10), (10, 3)]
+    assert head.eval()(torch.randn(2, 32, 4, 4)).shape == (2, 3)
+    head = create_head(16, 2, lin_ftrs=[], ps=0.)
+    assert [type(m) for m in head] == [AdaptiveConcatPool2d, Flatten, nn.BatchNorm1d, nn.Linear]
+    with pytest.raises(ValueError, match='2 dropout values for 3 linear layers'):
+        create_head(32, 3, lin_ftrs=[20, 10], ps=[0.1, 0.2])
+
+
+def test_create_body_cuts():
+    body = create_body(models.resnet18, pretrained=False)
+    kids = list(body.children())
+    assert len(kids) == 8 and isinstance(kids[-1], nn.Sequential)   # ends with layer4: no avgpool, no fc
+    assert create_body(torchvision.models.resnet18, pretrained=False, cut=-3)[-1] is not None   # torchvision's own builder
+    assert len(create_body(models.resnet18, pretrained=False, cut=4)) == 4
+    body = create_body(models.resnet18, pretrained=False, cut=lambda m: nn.Sequential(m.conv1, m.bn1))
+    assert [type(m) for m in body] == [nn.Conv2d, nn.BatchNorm2d]
+
+
+def _tiny_arch(pretrained=False):
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+
+def test_create_body_defaults_to_last_pooling_layer_for_unknown_archs():
+    assert cnn_config(_tiny_arch)['cut'] is None
+    body = create_body(_tiny_arch, pretrained=False)
+    assert [type(m) for m in body] == [nn.Conv2d, nn.ReLU]
+    model = create_cnn_model(_tiny_arch, 4, pretrained=False)
+    assert model[1][2].num_features == 16   # concat pool doubles the body's 8 features
+
+
+# --- cnn_learner --------------------------------------------------------------------------------------------------
+
+def test_cnn_learner_groups_and_head(data):
+    learn = cnn_learner(data, models.resnet18, pretrained=False, ps=0.3, lin_ftrs=[32])
+    assert isinstance(learn, VisionLearner) and len(learn.layer_groups) == 3
+    body, head = learn.model
+    # Groups: body up to layer3, layer3-4, head.
+    assert learn.layer_groups[1][0] is body[6][0].conv1 and learn.layer_groups[2][0] is head[0].mp
+    assert head[-1].out_features == data.c and head[2].num_features == 2 * 512
+    assert all(p.requires_grad for p in learn.model.parameters())   # not pretrained: nothing frozen
+    assert learn.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_cnn_learner_init_and_split_on(data):
+    learn = cnn_learner(data, models.xresnet18, pretrained=False, init=nn.init.zeros_,
+                        split_on=lambda m: (m[1],))
+    assert len(learn.layer_groups) == 2
+    linears = [m for m in learn.model[1] if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(m.weight) == 0 for m in linears)
+
+
+def _write_cached_resnet18(tmp_path, monkeypatch):
+    "A random resnet18 state dict saved where torchvision's cache looks for its ImageNet weights."
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    torch.manual_seed(3)
+    reference = torchvision.models.resnet18().state_dict()
+    file = tmp_path / 'hub' / 'checkpoints' / 'resnet18-f37072fd.pth'
+    file.parent.mkdir(parents=True)
+    torch.save(reference, file)
+    return reference
+
+
+def test_cnn_learner_pretrained_from_cache_is_frozen(data, tmp_path, monkeypatch):
+    reference = _write_cached_resnet18(tmp_path, monkeypatch)
+    learn = cnn_learner(data, models.resnet18, pretrained=True)
+    body = learn.model[0]
+    assert torch.equal(body[0].weight, reference['conv1.weight'])
+    assert torch.equal(body[7][1].bn2.running_var, reference['layer4.1.bn2.running_var'])
+    assert not body[0].weight.requires_grad and not body[6][0].conv1.weight.requires_grad
+    assert body[1].weight.requires_grad   # batch norms stay trainable (train_bn=True)
+    assert all(p.requires_grad for p in learn.model[1].parameters())
+    learn.fit(1, 1e-2)
+    assert torch.equal(body[0].weight, reference['conv1.weight'])   # frozen conv weights did not move
+    assert not torch.equal(body[1].weight, reference['bn1.weight'])
+
+
+def test_cnn_learner_offline_without_cache_fails_at_once(data, tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    monkeypatch.setenv('FASTLIB_OFFLINE', '1')
+    with pytest.raises(models.PretrainedWeightsMissing,
+                       match=r"resnet34-b627a593\.pth.*or pass pretrained=False"):
+        cnn_learner(data, models.resnet34)
+
+
+def test_cnn_learner_needs_classes():
+    ds = FakeDataset(torch.randn(4, 3, 8, 8), torch.randn(4, 2, 3))
+    ds.c = None
+    d = DataBunch.create(ds, ds, bs=2, num_workers=0, device='cpu', no_check=True)
+    d.train_ds.c = None
+    with pytest.raises(ValueError, match=r'data.c is None'):
+        cnn_learner(d, _tiny_arch, pretrained=False)
+
+
+# --- unet_learner -------------------------------------------------------------------------------------------------
+
+def test_unet_learner_segments_and_freezes(tmp_path, monkeypatch):
+    reference = _write_cached_resnet18(tmp_path, monkeypatch)
+    data = image_data(n_train=8, n_valid=4, c=4, size=32, seg=True)
+    learn = unet_learner(data, models.resnet18, pretrained=True, loss_func=nn.CrossEntropyLoss())
+    encoder = learn.model[0]
+    assert torch.equal(encoder[0].weight, reference['conv1.weight']) and not encoder[0].weight.requires_grad
+    assert len(learn.layer_groups) == 3
+    assert learn.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+    learn.fit(1, 1e-3)
+    assert torch.equal(encoder[0].weight, reference['conv1.weight'])
+
+
+# --- TTA ----------------------------------------------------------------------------------------------------------
+
+def test_zoom_corner_matches_torchvision_resized_crop():
+    x = torch.rand(2, 3, 20, 20)
+    # scale 1.25: a 16x16 crop at the bottom-left corner (row_pct=1: the crop touches the bottom) resized to 20x20.
+    expected = TF.resized_crop(x, top=4, left=0, height=16, width=16, size=[20, 20], antialias=False)
+    torch.testing.assert_close(zoom_corner(x, 1.25, row_pct=1., col_pct=0.), expected)
+    torch.testing.assert_close(zoom_corner(x, 1.25, 0., 1., flip=True), TF.hflip(
+        TF.resized_crop(x, 0, 4, 16, 16, [20, 20], antialias=False)))
+    torch.testing.assert_close(zoom_corner(x, 1., flip=True), x.flip(-1))
+
+
+class _LinearOnPixels(nn.Module):
+    "A deterministic model whose logits are a linear map of the flattened image."
+
+    def __init__(self, size, c):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(3 * size * size, c, generator=g) * 0.05)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w
+
+
+def test_tta_is_the_hand_computed_mix():
+    data = image_data(n_train=8, n_valid=6, size=12)
+    learn = Learner(data, _LinearOnPixels(12, 3), loss_func=nn.CrossEntropyLoss())
+    x = data.valid_ds.x
+    plain = F.softmax(learn.model(x), dim=1)
+    augmented = []
+    for flip in (False, True):
+        for top, left in ((0, 0), (3, 0), (0, 3), (3, 3)):   # scale 1.35 of 12: a 9x9 crop (round(12/1.35))
+            xa = TF.resized_crop(x, top, left, 9, 9, [12, 12], antialias=False)
+            augmented.append(F.softmax(learn.model(TF.hflip(xa) if flip else xa), dim=1))
+    expected = 0.3 * plain + 0.7 * torch.stack(augmented).mean(0)
+    preds, y = TTA(learn, beta=0.3, scale=1.35)
+    torch.testing.assert_close(preds, expected.detach())
+    assert torch.equal(y, data.valid_ds.y)
+    p, avg, y = TTA(learn, beta=None)
+    torch.testing.assert_close(avg, torch.stack(augmented).mean(0).detach())
+    torch.testing.assert_close(p, plain.detach())
+    _, _, losses = TTA(learn, beta=0.3, with_loss=True)
+    torch.testing.assert_close(losses, -torch.log(expected.detach()[torch.arange(6), y]))
+    assert learn.data.valid_dl.tfms == []   # the augmentation is removed from the loader afterwards
+
+
+def test_vision_learner_tta_method(data):
+    learn = cnn_learner(data, _tiny_arch, pretrained=False)
+    preds, y = learn.TTA()
+    assert preds.shape == (len(data.valid_ds), 3)
+    torch.testing.assert_close(preds.sum(1), torch.ones(len(preds)))
+    assert len(list(learn.tta_only())) == 8

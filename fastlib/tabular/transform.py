@@ -31,7 +31,7 @@ def make_date(df: pd.DataFrame, date_field: str) -> None:
     field = df[date_field]
     if isinstance(field.dtype, pd.DatetimeTZDtype):
         field = field.dt.tz_localize(None)  # the features below are wall-clock ones
-    if not np.issubdtype(field.dtype, np.datetime64):
+    if not pd.api.types.is_datetime64_any_dtype(field.dtype):
         field = pd.to_datetime(field)
     df[date_field] = field
 
@@ -53,7 +53,7 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     field = df[field_name]
     prefix = _date_prefix(field_name, prefix)
     parts = {'Year': field.dt.year, 'Month': field.dt.month, 'Week': field.dt.isocalendar().week.astype('Int64'),
-             'Day': field.dt.day, 'Dayofweek': field.dt.dayofweek, 'Dayofyear': field.dt.dayofyear}
+             'Day': field.dt.day, 'Dayofweek': field.dt.day_of_week, 'Dayofyear': field.dt.day_of_year}
     for attr in ('is_month_end', 'is_month_start', 'is_quarter_end', 'is_quarter_start', 'is_year_end',
                  'is_year_start'):
         parts[attr.capitalize()] = getattr(field.dt, attr)
@@ -63,7 +63,7 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     for name, values in parts.items():
         df[prefix + name] = values
     if drop:
-        df.drop(columns=field_name, inplace=True)
+        del df[field_name]
     return df
 
 
@@ -79,10 +79,10 @@ def add_cyclic_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = 
     field = df[field_name]
     prefix = _date_prefix(field_name, prefix)
     days_in_year = np.where(field.dt.is_leap_year, 366, 365)
-    fractions = {'weekday': field.dt.dayofweek / 7,
+    fractions = {'weekday': field.dt.day_of_week / 7,
                  'day_month': (field.dt.day - 1) / field.dt.days_in_month,
                  'month_year': (field.dt.month - 1) / 12,
-                 'day_year': (field.dt.dayofyear - 1) / days_in_year}
+                 'day_year': (field.dt.day_of_year - 1) / days_in_year}
     if time:
         fractions.update(hour_day=(field.dt.hour + field.dt.minute / 60) / 24,
                          clock_hour=(field.dt.minute + field.dt.second / 60) / 60,
@@ -94,7 +94,7 @@ def add_cyclic_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = 
         if add_linear:
             df[f'{prefix}{name}_lin'] = frac
     if drop:
-        df.drop(columns=field_name, inplace=True)
+        del df[field_name]
     return df
 
 
@@ -270,8 +270,10 @@ class Categorify(TabularProc):
             col = df[name]
             if isinstance(col.dtype, pd.CategoricalDtype):
                 col = col.astype(object)
-            new = pd.Categorical(col, categories=self.categories[name], ordered=True)
-            unseen = np.asarray(col.notna()) & (new.codes == -1)
+            known = col.isin(self.categories[name]).to_numpy()
+            unseen = col.notna().to_numpy() & ~known
+            # Unseen values are made missing first (pandas will not build a Categorical holding them).
+            new = pd.Categorical(col.where(known), categories=self.categories[name], ordered=True)
             if unseen.any():
                 examples = list(dict.fromkeys(col[unseen].tolist()))[:5]
                 warnings.warn(f"Categorify: {int(unseen.sum())} value(s) of the column {name!r} were not seen in "

@@ -13,13 +13,16 @@ from torch import Tensor, nn
 
 from ...torch_core import Module
 
-__all__ = ['EfficientNetLite', 'MBConvBlock', 'efficientnet_lite0', 'efficientnet_lite0_weights_file']
+__all__ = ['EfficientNetLite', 'MBConvBlock', 'efficientnet_lite0', 'efficientnet_lite0_weights_file',
+           'efficientnet_lite_stats']
 
 # (expansion, kernel size, stride, output channels, repeats) of each stage of EfficientNet-B0; Lite0 keeps them.
 _LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
                  (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 # The TensorFlow originals use eps 1e-3 and a running-average decay of 0.99 (torch momentum 0.01).
 _BN_EPS, _BN_MOMENTUM = 1e-3, 0.01
+# The Lite models were trained on pixels mapped to about [-1, 1] ((x - 127) / 128): normalise with these.
+efficientnet_lite_stats = ([127 / 255] * 3, [128 / 255] * 3)
 
 
 class SamePad2d(Module):

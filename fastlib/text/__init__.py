@@ -1,0 +1,17 @@
+"""fastlib.text: tokenization, text DataBunches, AWD-LSTM language models and classifiers (ULMFiT).
+
+`from fastlib.text import *` gives the core (fastlib.basics), the data block API and the text names.
+"""
+from .. import basics, data_block
+from ..basics import *
+from ..callbacks.rnn import RNNTrainer
+from ..data_block import *
+from . import data, interpret, learner, models, transform
+from .data import *
+from .interpret import *
+from .learner import *
+from .models import *
+from .transform import *
+
+__all__ = sorted(set(basics.__all__ + data_block.__all__ + transform.__all__ + data.__all__ + models.__all__
+                     + learner.__all__ + interpret.__all__ + ['RNNTrainer', 'models']))

@@ -44,7 +44,7 @@ class CollabLearner(Learner):
             raise TypeError("bias needs an EmbeddingDotBias model (collab_learner(..., use_nn=False)): "
                             f"a {type(m).__name__} has no biases.")
         layer = m.i_bias if is_item else m.u_bias
-        return layer(idx).squeeze(-1)
+        return layer(idx).squeeze(-1).detach()   # for analysis: no graph to carry around
 
     def weight(self, arr: Collection, is_item: bool = True) -> Tensor:
         "The learnt embeddings of the items (or users, `is_item=False`) named in `arr`."
@@ -54,7 +54,7 @@ class CollabLearner(Learner):
             layer = m.i_weight if is_item else m.u_weight
         else:
             layer = m.embeds[1 if is_item else 0]
-        return layer(idx)
+        return layer(idx).detach()
 
 
 def collab_learner(data: DataBunch, n_factors: int | None = None, use_nn: bool = False,

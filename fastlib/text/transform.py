@@ -403,14 +403,11 @@ class Vocab:
     def load(cls, path: PathOrStr) -> Vocab:
         "The vocabulary saved at `path` by `save` (or a pickled list of tokens written by fastai v1)."
         path = Path(path)
-        try:
+        with open(path, 'rb') as f:
+            head = f.read(2)
+        if head == b'PK':  # a torch.save archive (Vocab.save)
             itos = safe_load(path, what='vocabulary')
-        except ValueError:
-            import pickle
-            with open(path, 'rb') as f:
-                head = f.read(2)
-            if head[:1] != b'\x80':
-                raise
+        else:
             # fastai v1's itos files are plain pickles of a list of str: read them with an unpickler that
             # refuses any class, so no code from the file can run.
             itos = _plain_unpickle(path)

@@ -158,6 +158,30 @@ def test_unet_learner_segments_and_freezes(tmp_path, monkeypatch):
     assert torch.equal(encoder[0].weight, reference['conv1.weight'])
 
 
+
+def _small_encoder_arch(pretrained=False):
+    "Four stride-2 conv layers, pooling and a linear layer: a tiny stand-in for an ImageNet architecture."
+    from fastlib.layers import conv_layer
+    return nn.Sequential(conv_layer(3, 8, stride=2), conv_layer(8, 16, stride=2), conv_layer(16, 32, stride=2),
+                         conv_layer(32, 32, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 2))
+
+
+def test_unet_learner_exports_and_loads(tmp_path):
+    from fastlib.basic_train import load_learner
+    from fastlib.layers import NormType
+    data = image_data(n_train=8, n_valid=4, c=3, size=32, seg=True)
+    data.path = tmp_path
+    # Weight-normed upsamplers and spectral-normed self-attention: the export folds them into plain weights.
+    learn = unet_learner(data, _small_encoder_arch, pretrained=False, self_attention=True,
+                         norm_type=NormType.Weight, loss_func=nn.CrossEntropyLoss())
+    assert any(type(m).__name__ == 'SelfAttention' for m in learn.model.modules())
+    x = torch.randn(2, 3, 32, 32)
+    expected = learn.model.eval()(x)
+    learn.export()
+    loaded = load_learner(tmp_path)
+    assert isinstance(loaded, VisionLearner)
+    torch.testing.assert_close(loaded.model(x), expected)
+
 # --- TTA ----------------------------------------------------------------------------------------------------------
 
 def test_zoom_corner_matches_torchvision_resized_crop():

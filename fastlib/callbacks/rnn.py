@@ -11,7 +11,7 @@ __all__ = ['RNNTrainer']
 
 
 class RNNTrainer(LearnerCallback):
-    """Reset the model's hidden state at each epoch, keep only the decoded output for the loss, and add
+    """Reset the model's hidden state at each epoch and when validation starts, keep only the decoded output for the loss, and add
     activation regularization (`alpha` * mean squared final-layer output, after dropout) and temporal
     activation regularization (`beta` * mean squared change of the final layer's raw output between time
     steps) to the training loss (Merity et al., 2017)."""
@@ -22,10 +22,18 @@ class RNNTrainer(LearnerCallback):
         self.alpha, self.beta = alpha, beta
         self.raw_out: Tensor | None = None
         self.out: Tensor | None = None
+        self._train: bool | None = None
 
     def on_epoch_begin(self, **kwargs: Any) -> None:
         "Start each epoch from a zero hidden state."
         self.learn.model.reset()
+        self._train = True
+
+    def on_batch_begin(self, train: bool, **kwargs: Any) -> None:
+        "Start validation (and training after it) from a zero hidden state, not from the other loader's streams."
+        if train != self._train:
+            self.learn.model.reset()
+            self._train = train
 
     def on_loss_begin(self, last_output: Any, **kwargs: Any) -> dict | None:
         "Keep the last layer's outputs for the regularization; the loss sees the decoded output only."

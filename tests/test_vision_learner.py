@@ -94,6 +94,21 @@ def test_cnn_learner_groups_and_head(data):
     assert learn.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
+
+@pytest.mark.parametrize('arch, split_leaf, n_features', [
+    (models.squeezenet1_1, lambda m: m[0][0][5], 512),               # features[5]: after the 2nd max-pool
+    (models.mobilenet_v2, lambda m: m[0][0][10].conv[0][0], 1280),    # features[10]: 1/16 resolution
+    (models.efficientnet_lite0, lambda m: m[0][1][8].expand[0], 1280),  # blocks[8]: the 112-channel stage
+    (models.xresnet18, lambda m: m[0][6][0].convs[0][0], 512),       # third stage
+], ids=['squeezenet1_1', 'mobilenet_v2', 'efficientnet_lite0', 'xresnet18'])
+def test_cnn_learner_cut_and_split_per_architecture(data, arch, split_leaf, n_features):
+    learn = cnn_learner(data, arch, pretrained=False)
+    body, head = learn.model
+    assert len(learn.layer_groups) == 3
+    assert learn.layer_groups[1][0] is split_leaf(learn.model)
+    assert learn.layer_groups[2][0] is head[0].mp and head[2].num_features == 2 * n_features
+    assert not any(isinstance(m, nn.Linear) for m in body.modules())   # the classifier was cut off
+
 def test_cnn_learner_init_and_split_on(data):
     learn = cnn_learner(data, models.xresnet18, pretrained=False, init=nn.init.zeros_,
                         split_on=lambda m: (m[1],))

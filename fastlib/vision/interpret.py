@@ -25,7 +25,11 @@ def gradcam(model: nn.Module, xb: Tensor, cls: int, layer: nn.Module | None = No
     """The Grad-CAM map (Selvaraju et al., 2017) of class `cls` for the one-image batch `xb`, at the output of
     `layer` (default `model[0]`, the body of a `cnn_learner` model): ReLU(sum_k alpha_k A_k) with A_k the k-th
     activation map and alpha_k the spatial mean of d output[cls] / d A_k. Shape (h, w) of that layer's output."""
-    layer = ifnone(layer, model[0])
+    if layer is None:
+        if not isinstance(model, nn.Sequential):
+            raise ValueError(f"gradcam: pass `layer` (the module whose output to explain): {type(model).__name__} "
+                             f"is not a (body, head) Sequential as cnn_learner builds.")
+        layer = model[0]
     was_training = model.training
     model.eval()
     try:

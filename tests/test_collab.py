@@ -151,3 +151,12 @@ def test_neural_collab_learner_trains():
     assert learn.weight([learn.data.train_ds.x.classes['movieId'][1]]).shape == (1, learn.model.embeds[1].embedding_dim)
     with pytest.raises(TypeError, match="bias needs an EmbeddingDotBias model"):
         learn.bias([learn.data.train_ds.x.classes['movieId'][1]])
+
+
+def test_gathered_batches_equal_per_row_collation():
+    from fastlib.torch_core import data_collate
+    data = toy_data()
+    ds = data.valid_ds
+    xb, yb = next(iter(data.valid_dl))
+    per_row = data_collate([ds[i] for i in range(32)])
+    assert torch.equal(xb[0], per_row[0][0]) and torch.equal(xb[1], per_row[0][1]) and torch.equal(yb, per_row[1])

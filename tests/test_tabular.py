@@ -121,8 +121,37 @@ def _is_plain(o):
 def test_fitted_proc_state_is_plain_data():
     procs, _, _ = run_procs(toy_df(), toy_df(seed=1))
     for proc in procs:
-        state = {k: (int(v) if k == 'fill_strategy' else v) for k, v in vars(proc).items()}
+        state = proc.__getstate__()
         assert _is_plain(state), (type(proc).__name__, state)
+    copy = FillMissing.__new__(FillMissing)
+    copy.__setstate__(procs[0].__getstate__())
+    assert copy.fill_strategy is FillStrategy.MEDIAN and copy.na_dict == procs[0].na_dict
+
+
+def test_procs_given_as_partials_or_fitted_instances():
+    from functools import partial
+    df = toy_df()
+    fill = partial(FillMissing, fill_strategy=FillStrategy.CONSTANT, fill_val=-9., add_col=False)
+    data = TabularDataBunch.from_df('.', df, 'label', valid_idx=range(200, 240), procs=[fill, Categorify],
+                                    cat_names=CAT, cont_names=CONT, device='cpu', num_workers=0)
+    x = data.train_ds.x
+    assert x.cat_names == CAT and x.conts[3, 0] == -9.  # row 3 had a missing x; no Normalize
+    fitted = x.processor[0].procs
+    again = TabularDataBunch.from_df('.', df, 'label', valid_idx=range(200, 240), procs=fitted, cat_names=CAT,
+                                     cont_names=CONT, device='cpu', num_workers=0)
+    np.testing.assert_array_equal(again.train_ds.x.codes, x.codes)
+
+
+def test_default_cont_names_and_dataframe_test_set():
+    df = toy_df().drop(columns='amount')
+    data = TabularDataBunch.from_df('.', df, 'label', valid_idx=range(200, 240), procs=[FillMissing, Categorify],
+                                    cat_names=CAT, device='cpu', num_workers=0)
+    assert data.cont_names == ['x', 'z']
+    data.add_test(df.iloc[200:210].drop(columns='label'))
+    assert isinstance(data.test_dl.dl, TabularDataLoader)
+    xb, _ = next(iter(data.test_dl))
+    valid_xb, _ = next(iter(data.valid_dl))
+    assert torch.equal(xb[0], valid_xb[0][:10]) and torch.equal(xb[1], valid_xb[1][:10])
 
 
 # --- Dates and column helpers ----------------------------------------------------------------------------------

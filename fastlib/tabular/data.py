@@ -47,7 +47,8 @@ class TabularLine(ItemBase):
         return res
 
     def __str__(self) -> str:
-        return ' '.join(f'{name} {value};' for name, value in self.values().items())
+        return ' '.join(f'{name} {round(value, 4) if isinstance(value, float) else value};'
+                        for name, value in self.values().items())
 
     def __repr__(self) -> str:
         return f'{type(self).__name__} {self}'

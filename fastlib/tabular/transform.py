@@ -201,6 +201,14 @@ class FillMissing(TabularProc):
         self.na_dict: dict = {}       # column -> fill value, for the columns with missing values in training
         self.medians: dict = {}       # column -> training median, the fallback for the other columns
 
+    def __getstate__(self) -> dict:
+        # Exported state is plain data: the strategy as its number.
+        return {**self.__dict__, 'fill_strategy': int(self.fill_strategy)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.fill_strategy = FillStrategy(self.fill_strategy)
+
     def _filler(self, col: pd.Series) -> Any:
         if self.fill_strategy == FillStrategy.MEDIAN:
             return float(col.median())

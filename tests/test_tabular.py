@@ -395,8 +395,14 @@ def test_a_column_in_both_roles_is_an_error():
 
 def test_predict_row_missing_a_column_is_named():
     learn = tabular_learner(toy_data(), layers=[8])
-    with pytest.raises(ValueError, match=r"Continuous column\(s\) \(cont_names\) \['z'\] not in the DataFrame"):
+    with pytest.raises(ValueError, match=r"Continuous column\(s\) \(cont_names\) \['z'\] not in the row to predict"):
         learn.predict({'color': 'red', 'size': 'M', 'x': 1.0})
+
+
+def test_categorical_columns_need_categorify():
+    with pytest.raises(ValueError, match=r"The categorical column 'color' was not made categorical: add Categorify"):
+        TabularDataBunch.from_df('.', toy_df(), 'label', valid_idx=range(200, 240), procs=[FillMissing],
+                                 cat_names=CAT, cont_names=CONT, device='cpu', num_workers=0)
 
 
 def test_export_and_load_in_process(tmp_path):
@@ -411,3 +417,12 @@ def test_export_and_load_in_process(tmp_path):
     loaded = load_learner(tmp_path)
     got = loaded.predict(row)
     assert str(got[0]) == str(expected[0]) and torch.allclose(got[2], expected[2], atol=1e-6)
+
+
+def test_from_df_with_classes_and_lr_find():
+    data = toy_data(classes=['no', 'yes', 'maybe'])
+    assert data.classes == ['no', 'yes', 'maybe'] and data.c == 3
+    learn = tabular_learner(data, layers=[8])
+    assert learn.model.layers[-1].out_features == 3
+    learn.lr_find(num_it=10)
+    assert len(learn.recorder.lrs) > 0

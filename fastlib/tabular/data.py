@@ -54,13 +54,12 @@ class TabularLine(ItemBase):
         return f'{type(self).__name__} {self}'
 
 
-def _check_columns(df: pd.DataFrame, names: Sequence, kind: str) -> None:
-    "Raise a clear error when some `names` are not columns of `df`, naming the closest columns."
+def _check_columns(df: pd.DataFrame, names: Sequence, kind: str, where: str = "the DataFrame's columns") -> None:
+    "Raise a clear error when some `names` (of the `kind` given) are not columns of `df`, naming the closest columns."
     missing = [n for n in names if n not in df.columns]
     if missing:
         hints = ''.join(f"\n  {n!r}:{did_you_mean(n, df.columns) or ' no similar column.'}" for n in missing)
-        raise ValueError(f"{kind} {missing} not in the DataFrame's columns.{hints}\n"
-                         f"The columns are: {list(df.columns)}.")
+        raise ValueError(f"{kind} {missing} not in {where}.{hints}\nThe columns are: {list(df.columns)}.")
 
 
 def _numeric_conts(df: pd.DataFrame, cont_names: Sequence[str]) -> None:
@@ -136,10 +135,11 @@ class TabularProcessor(PreProcessor):
             conts[:, j] = df[name].to_numpy(dtype=np.float32, na_value=np.nan)
         return codes, conts
 
-    def _frame(self, df: pd.DataFrame, cat_names: Sequence, cont_names: Sequence) -> pd.DataFrame:
+    def _frame(self, df: pd.DataFrame, cat_names: Sequence, cont_names: Sequence,
+               where: str = "the DataFrame's columns") -> pd.DataFrame:
         "A copy of the columns the procs read, with the continuous ones numeric."
-        _check_columns(df, list(cat_names), 'Categorical column(s) (cat_names)')
-        _check_columns(df, list(cont_names), 'Continuous column(s) (cont_names)')
+        _check_columns(df, list(cat_names), 'Categorical column(s) (cat_names)', where)
+        _check_columns(df, list(cont_names), 'Continuous column(s) (cont_names)', where)
         df = df[list(dict.fromkeys([*cat_names, *cont_names]))].copy()
         _numeric_conts(df, cont_names)
         return df
@@ -149,7 +149,7 @@ class TabularProcessor(PreProcessor):
         if not self.fitted:
             raise ValueError("This TabularProcessor has not been fitted on a training set yet.")
         df = _row_frame(item, self._input_names)
-        df = self._frame(df, self._input_cats, self._input_conts)
+        df = self._frame(df, self._input_cats, self._input_conts, where='the row to predict')
         self._run_procs(df)
         codes, conts = self._arrays(df)
         return TabularLine(codes[0], conts[0], self.classes, self.cat_names + self.cont_names)

@@ -417,6 +417,10 @@ def test_export_and_load_in_process(tmp_path):
     loaded = load_learner(tmp_path)
     got = loaded.predict(row)
     assert str(got[0]) == str(expected[0]) and torch.allclose(got[2], expected[2], atol=1e-6)
+    with_test = load_learner(tmp_path, test=toy_df().iloc[200:].drop(columns='label'))
+    test_preds, _ = with_test.get_preds(DatasetType.Test)
+    valid_preds, _ = learn.get_preds(DatasetType.Valid)
+    assert torch.allclose(test_preds, valid_preds, atol=1e-6)
 
 
 def test_from_df_with_classes_and_lr_find():

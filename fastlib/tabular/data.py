@@ -240,7 +240,7 @@ class TabularDataLoader(DataLoader):
         *xs, y = self.tensors()
         n = len(ds)
         if isinstance(self.sampler, RandomSampler):
-            order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)
+            order = torch.randperm(n, generator=self.generator)   # what RandomSampler draws, as one tensor
         else:
             order = torch.arange(n)
         order = order.to(self.device)

@@ -405,6 +405,13 @@ def test_categorical_columns_need_categorify():
                                  cat_names=CAT, cont_names=CONT, device='cpu', num_workers=0)
 
 
+def test_missing_continuous_values_need_fill_missing():
+    with pytest.raises(ValueError, match=r"The continuous column\(s\) \['x'\] still hold missing values after the "
+                                         r"procs: add FillMissing"):
+        TabularDataBunch.from_df('.', toy_df(), 'label', valid_idx=range(200, 240), procs=[Categorify, Normalize],
+                                 cat_names=CAT, cont_names=CONT, device='cpu', num_workers=0)
+
+
 def test_export_and_load_in_process(tmp_path):
     from fastlib.basic_train import load_learner
     data = toy_data()

@@ -133,6 +133,11 @@ class TabularProcessor(PreProcessor):
         conts = np.zeros((n, len(self.cont_names)), dtype=np.float32)
         for j, name in enumerate(self.cont_names):
             conts[:, j] = df[name].to_numpy(dtype=np.float32, na_value=np.nan)
+        missing = np.isnan(conts).any(0)
+        if missing.any():   # a NaN input makes every output NaN: stop here rather than train on it
+            names = [n for n, m in zip(self.cont_names, missing) if m]
+            raise ValueError(f"The continuous column(s) {names} still hold missing values after the procs: add "
+                             f"FillMissing to the procs (procs=[FillMissing, Categorify, Normalize]) or fill them.")
         return codes, conts
 
     def _frame(self, df: pd.DataFrame, cat_names: Sequence, cont_names: Sequence,

@@ -287,6 +287,14 @@ def test_training_loader_shuffles_every_row_once_and_drops_the_last_partial_batc
     assert valid_sizes == [32, 8]
 
 
+def test_changing_the_batch_size_keeps_the_gathering_loaders():
+    data = toy_data(bs=32)
+    data.batch_size = 50
+    assert isinstance(data.train_dl.dl, TabularDataLoader) and isinstance(data.valid_dl.dl, TabularDataLoader)
+    assert [len(yb) for _, yb in data.train_dl] == [50, 50, 50, 50]
+    assert [len(yb) for _, yb in data.valid_dl] == [40]
+
+
 def test_tabular_line_and_show_batch_give_original_values():
     df = toy_df()
     data = toy_data(df, bs=8)

@@ -229,6 +229,16 @@ class TabularDataLoader(DataLoader):
         self.device = torch.device(ifnone(device, defaults.device))
         self._tensors: list[Tensor] | None = None
 
+    def new(self, **kwargs: Any) -> TabularDataLoader:
+        "A loader like this one with some of `batch_size`, `shuffle`, `drop_last`, `device` changed (sharing the tensors)."
+        args = dict(batch_size=self.batch_size, shuffle=isinstance(self.sampler, RandomSampler),
+                    drop_last=self.drop_last, device=self.device)
+        args.update(kwargs)
+        res = TabularDataLoader(self.dataset, **args)
+        if res.device == self.device:
+            res._tensors = self._tensors
+        return res
+
     def tensors(self) -> list[Tensor]:
         "[*x tensors, y tensor] of the whole dataset, on the device (built at the first call)."
         if self._tensors is None:
@@ -326,6 +336,17 @@ class TabularDataBunch(DataBunch):
             items = self.valid_ds.test_set(items, label=label, tfms=tfms, tfm_y=tfm_y)
         dl = TabularDataLoader(items, self.valid_dl.batch_size, shuffle=False, drop_last=False, device=self.device)
         self.test_dl = DeviceDataLoader(dl, self.device, self.dl_tfms, self.collate_fn)
+
+    @property
+    def batch_size(self) -> int:
+        return self.train_dl.batch_size
+
+    @batch_size.setter
+    def batch_size(self, v: int) -> None:
+        # Rebuild our own loaders (a plain DataLoader would fall back to reading rows one by one).
+        for ddl in (self.train_dl, self.valid_dl, self.test_dl):
+            if ddl is not None:
+                ddl.dl = ddl.dl.new(batch_size=v) if isinstance(ddl.dl, TabularDataLoader) else ddl._new_dl(batch_size=v)
 
     def get_emb_szs(self, sz_dict: dict | None = None) -> list[tuple[int, int]]:
         "The embedding sizes of the categorical columns of the training set (see `TabularList.get_emb_szs`)."

@@ -53,10 +53,10 @@ class ResizeMethod(IntEnum):
 # ----------------------------------------------------------------------------------------------- tensors <-> PIL
 def pil2tensor(image: PIL.Image.Image | np.ndarray, dtype: Any) -> Tensor:
     "The PIL image (or HWC array) `image` as a CHW tensor of numpy `dtype`."
-    a = np.asarray(image, dtype=dtype)
+    a = np.array(image, dtype=dtype)  # a writable copy (np.asarray of a PIL image is read-only)
     if a.ndim == 2:
         a = a[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    return torch.from_numpy(a).permute(2, 0, 1)
 
 
 def image2np(image: Tensor) -> np.ndarray:

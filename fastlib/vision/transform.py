@@ -308,7 +308,9 @@ def batch_transform(x: Tensor, tfms: Sequence[RandTransform], y: Any = None, y_k
     if mat is not None or grid_fns:
         grid = _grid_of(mat, grid_fns, n, h, w, x.device)
         x = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-        if y_kind == 'mask':
+        if y_kind == 'image':
+            y = F.grid_sample(y, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+        elif y_kind == 'mask':
             y = F.grid_sample(y.float(), grid, mode='nearest', padding_mode=padding_mode, align_corners=False)
         elif y_kind == 'points' and mat is not None:
             y = _move_points(y.flip(-1).float(), mat).flip(-1)
@@ -354,7 +356,9 @@ class ImageBatchTransform:
         y_kind = getattr(getattr(ds, 'y', None), '_y_kind', None)
         if not isinstance(x, Tensor):   # several inputs: nothing image-specific to do
             return x, y
-        y_ok = y_kind == 'mask' and isinstance(y, Tensor) and y.dim() == 4 or \
+        if y_kind == 'image' and isinstance(y, Tensor) and y.dtype == torch.uint8:
+            y = y.float().div_(255)
+        y_ok = y_kind in ('mask', 'image') and isinstance(y, Tensor) and y.dim() == 4 or \
             y_kind == 'points' and isinstance(y, Tensor) and y.dim() == 3 or \
             y_kind == 'bbox' and isinstance(y, (tuple, list)) and len(y) == 2
         on_batch = args.get('on_batch', False)

@@ -276,7 +276,7 @@ class ImageList(ItemList):
     def from_csv(cls, path: PathOrStr, csv_name: str, header: Any = 'infer', delimiter: str | None = None,
                  **kwargs: Any) -> ImageList:
         "The files named in the CSV file `path/csv_name` (see `from_df`)."
-        df = pd.read_csv(Path(path) / csv_name, header=header, delimiter=delimiter)
+        df = pd.read_csv(Path(path) / csv_name, header=header, **({} if delimiter is None else {'delimiter': delimiter}))
         return cls.from_df(df, path=path, **kwargs)
 
     def reconstruct(self, t: Tensor, x: Any = None) -> Image:
@@ -503,8 +503,10 @@ class ImageDataBunch(DataBunch):
         "An ImageDataBunch of the datasets (LabelLists of images get the uint8 worker / device batch split)."
         for ds in (train_ds, valid_ds, test_ds):
             _defer_to_batch(ds)
-        if collate_fn is data_collate and isinstance(getattr(train_ds, 'y', None), ObjectCategoryList):
-            collate_fn = bb_pad_collate
+        if isinstance(getattr(train_ds, 'y', None), ObjectCategoryList):
+            collate_fn = bb_pad_collate if collate_fn is data_collate else collate_fn
+            # DataBunch.sanity_check compares padded target shapes, which differ by batch with padded boxes.
+            no_check = True
         data = super().create(train_ds, valid_ds, test_ds, path=path, bs=bs, val_bs=val_bs, num_workers=num_workers,
                               dl_tfms=dl_tfms, device=device, collate_fn=collate_fn, no_check=no_check, **dl_kwargs)
         _install_batch_tfms(data)
@@ -586,7 +588,7 @@ class ImageDataBunch(DataBunch):
                  header: Any = 'infer', **kwargs: Any) -> ImageDataBunch:
         "Images named in the CSV file `path/csv_labels` (see `from_df`)."
         path = Path(path)
-        df = pd.read_csv(path / csv_labels, header=header, delimiter=delimiter)
+        df = pd.read_csv(path / csv_labels, header=header, **({} if delimiter is None else {'delimiter': delimiter}))
         return cls.from_df(path, df, folder=folder, label_delim=label_delim, valid_pct=valid_pct, seed=seed,
                            fn_col=fn_col, label_col=label_col, suffix=suffix, **kwargs)
 

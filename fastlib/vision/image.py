@@ -491,7 +491,8 @@ class Image(ItemBase):
             if t.tfm.kind == 'crop':
                 if target is not None:
                     kw['size'] = target
-                kw['padding_mode'] = padding_mode
+                if 'padding_mode' not in t.kwargs:   # a mode given to the transform itself wins
+                    kw['padding_mode'] = padding_mode
             x = t.tfm.func(x, **kw)
         if on_batch:
             x._raw = True

@@ -485,7 +485,8 @@ def _defer_to_batch(ds: Any) -> None:
 
 def _install_batch_tfms(data: DataBunch) -> None:
     "Put an ImageBatchTransform of each loader's own dataset first in its batch transforms."
-    for dl in data.dls:
+    # (not `data.dls`: it leaves out a validation loader with no items, as an exported DataBunch has)
+    for dl in (data.train_dl, data.valid_dl, data.fix_dl, data.single_dl, data.test_dl):
         if dl is None:
             continue
         rest = [t for t in dl.tfms if not isinstance(t, ImageBatchTransform)]

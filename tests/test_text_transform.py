@@ -29,6 +29,7 @@ EDGE_CASES = [
     "HELLO World 'S 1ST A1 I a McDonald Ab1 x_Y ABc DON'T don't can't N'T ... -- ---- !!!! very very very.",
     "w\nw\nw (ha ha ha) É É Émile CAFÉ café", "", "   ", "A", "AB", "Ab", "aB", "#hash/slash", "x<br /><br />y",
     "&amp; &quot;quoted&quot; &lt;tag&gt; #39; nbsp; @-@ word @.@ 5", "The the the THE", "zzzzzz ZZZZ 1111 2.50",
+    "go go go! 1.5 5 5.3 isn isn isn't 's s s (so so so) no\nno\nno",
 ]
 
 

@@ -2,6 +2,10 @@
 
 `from fastlib.text import *` gives the core (fastlib.basics), the data block API and the text names.
 """
+import numpy as np
+import pandas as pd
+import torch
+
 from .. import basics, data_block
 from ..basics import *
 from ..callbacks.rnn import RNNTrainer
@@ -14,4 +18,4 @@ from .models import *
 from .transform import *
 
 __all__ = sorted(set(basics.__all__ + data_block.__all__ + transform.__all__ + data.__all__ + models.__all__
-                     + learner.__all__ + interpret.__all__ + ['RNNTrainer', 'models']))
+                     + learner.__all__ + interpret.__all__ + ['RNNTrainer', 'models', 'np', 'pd', 'torch', 'Path']))  # v1's lessons use these after the star import

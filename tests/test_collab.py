@@ -124,13 +124,13 @@ def test_predict_pair_series_and_unknown_user(trained):
     user, item = x.classes['userId'][5], x.classes['movieId'][7]
     pred, value, raw = trained.predict((user, item))
     assert float(pred.obj) == pytest.approx(float(value))
-    expected = trained.model.eval()(torch.tensor([5]), torch.tensor([7]))
+    expected = trained.model.eval()(torch.tensor([5]), torch.tensor([7])).detach()
     assert float(value) == pytest.approx(float(expected), abs=1e-5)
     series = pd.Series({'userId': user, 'movieId': item, 'rating': 3.0})
     assert float(trained.predict(series)[1]) == pytest.approx(float(value), abs=1e-6)
     with pytest.warns(UserWarning, match=r"value\(s\) of the column 'userId' were not seen in training \(e\.g\. 'stranger'\)"):
         unknown = trained.predict(('stranger', item))
-    na_user = trained.model(torch.tensor([0]), torch.tensor([7]))   # the '#na#' user embedding
+    na_user = trained.model(torch.tensor([0]), torch.tensor([7])).detach()   # the '#na#' user embedding
     assert float(unknown[1]) == pytest.approx(float(na_user), abs=1e-5)
 
 

@@ -75,5 +75,5 @@ def test_collab_prediction_is_the_same_in_a_fresh_process(exported):
     assert res['learner_class'] == 'CollabLearner'
     assert res['collab'] == pytest.approx(float(collab.predict(pair)[1]), abs=1e-6)
     assert res['bias'] == pytest.approx(collab.bias([pair[1]]).tolist(), abs=1e-6)
-    na_user = collab.model.eval()(torch.tensor([0]), collab.get_idx([pair[1]]).cpu())
+    na_user = collab.model.eval()(torch.tensor([0]), collab.get_idx([pair[1]]).cpu()).detach()
     assert res['warned'] and res['collab_unknown'] == pytest.approx(float(na_user), abs=1e-6)

@@ -1,14 +1,13 @@
 """Text data: processors, language-model streams, classifier padding and sampling, the factories, bad input."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from fastlib.basic_data import load_data
 from fastlib.text import (LanguageModelPreLoader, NumericalizeProcessor, SortishSampler, SortSampler, Text,
-                          TextClasDataBunch, TextDataBunch, TextList, TextLMDataBunch, Tokenizer, TokenizeProcessor,
+                          TextClasDataBunch, TextList, TextLMDataBunch, Tokenizer, TokenizeProcessor,
                           Vocab, pad_collate)
-from fastlib.data_block import Category, LabelList
+from fastlib.data_block import Category
 from fastlib.text.testing import fake_review_df
 
 CPU = dict(device=torch.device('cpu'))

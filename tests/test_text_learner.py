@@ -12,7 +12,7 @@ from fastlib.core import Path
 from fastlib.datasets import Config
 from fastlib.metrics import Perplexity, accuracy
 from fastlib.text import (AWD_LSTM, RNNTrainer, TextClasDataBunch, TextClassificationInterpretation, TextLMDataBunch,
-                          Vocab, awd_lstm_clas_config, awd_lstm_lm_config, convert_weights, decode_spec_tokens,
+                          awd_lstm_clas_config, awd_lstm_lm_config, convert_weights, decode_spec_tokens,
                           language_model_learner, text_classifier_learner)
 from fastlib.text.testing import fake_review_df
 

@@ -1,6 +1,5 @@
 """AWD-LSTM pieces against plain torch: dropouts, stateful encoder, tied decoder, multi-batch encoder, pooling."""
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fastlib.text import (AWD_LSTM, EmbeddingDropout, LinearDecoder, MultiBatchEncoder, PoolingLinearClassifier,

@@ -2,7 +2,6 @@
 classifier built on a pretrained and fine-tuned language model must beat one trained from scratch for the
 same number of epochs."""
 import json
-import os
 from pathlib import Path
 
 import nbformat

@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..basic_data import DataBunch, DatasetType
 from ..callback import Callback
-from ..core import PathOrStr, ifnone, is_listy, listify
+from ..core import PathOrStr, ifnone, is_listy
 from ..data_block import (EmptyLabelList, ItemBase, ItemList, ItemLists, LabelList, LabelLists, PreProcessor)
 from ..layers import CrossEntropyFlat
 from ..serialization import register_safe_globals
-from ..torch_core import data_collate, defaults, to_data
-from .transform import (BOS, EOS, FLD, PAD, UNK, Tokenizer, Vocab, deal_caps, fix_html, replace_all_caps,
+from ..torch_core import data_collate, to_data
+from .transform import (BOS, EOS, FLD, Tokenizer, Vocab, deal_caps, fix_html, replace_all_caps,
                         replace_rep, replace_wrep, rm_useless_spaces, spec_add_spaces, RegexTokenizer, BaseTokenizer)
 
 __all__ = ['Text', 'TextList', 'LMTextList', 'LMLabelList', 'TextItemLists', 'TokenizeProcessor',

@@ -17,15 +17,14 @@ from ..basic_data import DataBunch, DatasetType
 from ..basic_train import Learner
 from ..callbacks.rnn import RNNTrainer
 from ..callbacks.training import GradientClipping
-from ..core import PathOrStr, did_you_mean, ifnone, listify
+from ..core import PathOrStr, did_you_mean, ifnone
 from ..datasets import Config
 from ..layers import bn_drop_lin
-from ..serialization import atomic_save, register_safe_globals, safe_load
-from ..torch_core import Module, get_model, to_detach
-from .data import LanguageModelPreLoader, TextClasDataBunch
+from ..serialization import atomic_save, safe_load
+from ..torch_core import Module, get_model
 from .models.awd_lstm import (AWD_LSTM, LinearDecoder, SequentialRNN, awd_lstm_clas_config, awd_lstm_clas_split,
                               awd_lstm_lm_config, awd_lstm_lm_split)
-from .transform import BOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, Vocab
+from .transform import TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, Vocab
 
 __all__ = ['RNNLearner', 'LanguageLearner', 'convert_weights', 'decode_spec_tokens', 'get_language_model',
            'language_model_learner', 'PoolingLinearClassifier', 'MultiBatchEncoder', 'get_text_classifier',
@@ -437,5 +436,3 @@ def text_classifier_learner(data: DataBunch, arch: Callable, bptt: int = 70, max
     learn.freeze()
     return learn
 
-
-register_safe_globals(functools.partial)

@@ -298,3 +298,36 @@ def test_coco_tiny_boxes(shared_data):
     x, (boxes, labels) = next(iter(data.train_dl))
     assert x.shape == (4, 3, 64, 64) and boxes.shape[:2] == labels.shape and boxes.abs().max() <= 1
     data.show_batch(rows=2)
+
+
+def test_cpu_workers_run_the_batch_transform(tmp_path):
+    path = _folder(tmp_path)
+    data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, num_workers=1, device='cpu',
+                                      persistent_workers=False)
+    raw = next(iter(data.train_dl.dl))[0]
+    assert raw.dtype == torch.float32 and raw.shape == (4, 3, 8, 8)    # collated and augmented in the worker
+    x, y = next(iter(data.valid_dl))
+    assert x.dtype == torch.float32 and y.dtype == torch.long
+    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader still converts
+    assert torch.allclose(x, x2)
+
+
+@pytest.mark.slow
+def test_export_load_predict_in_fresh_process(tmp_path):
+    from torch import nn
+    from fastlib.basic_train import Learner
+    path = _folder(tmp_path)
+    data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, **KW).normalize(imagenet_stats)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    learn = Learner(data, model)
+    fn = path / 'valid' / 'b' / 'b1.png'
+    expected = learn.predict(open_image(fn))[2]
+    learn.export()
+    code = (f"import torch; from fastlib.vision import *; from fastlib.basic_train import load_learner\n"
+            f"learn = load_learner(r'{path}'); c, i, p = learn.predict(open_image(r'{fn}'))\n"
+            f"print(str(c), p.tolist())")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    label, probs = out.stdout.strip().split(' ', 1)
+    assert label in ('a', 'b')
+    assert torch.allclose(torch.tensor(json.loads(probs)), expected, atol=1e-5)

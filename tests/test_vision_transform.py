@@ -166,7 +166,10 @@ def test_get_transforms_parameters():
 def test_cutout_and_rand_pad():
     img = Image(torch.ones(3, 20, 20))
     out = img.apply_tfms([cutout(n_holes=1, length=6)])
-    assert (out.px[0] == 0).sum() == 36
+    zero = out.px[0] == 0
+    rows, cols = zero.any(1).sum(), zero.any(0).sum()
+    # one square of side 6, clipped where it crosses the border
+    assert 3 <= rows <= 6 and 3 <= cols <= 6 and zero.sum() == rows * cols
     out = img.apply_tfms(rand_pad(4, 20))
     assert out.shape == (3, 20, 20)
     assert rand_resize_crop(16)[1].kwargs['size'] == 16

@@ -483,14 +483,34 @@ def _defer_to_batch(ds: Any) -> None:
         ds.tfmargs_y = {**(ds.tfmargs_y or {}), 'on_batch': True}
 
 
+class _CollateThenTransform:
+    "Collate, then run the batch transform: on a CPU device the workers can do the device's work in parallel."
+
+    def __init__(self, collate_fn: Callable, tfm: ImageBatchTransform):
+        self.collate_fn, self.tfm = collate_fn, tfm
+
+    def __call__(self, samples: Sequence) -> Any:
+        return self.tfm(self.collate_fn(samples))
+
+
 def _install_batch_tfms(data: DataBunch) -> None:
-    "Put an ImageBatchTransform of each loader's own dataset first in its batch transforms."
+    """Put an ImageBatchTransform of each loader's own dataset first in its batch transforms.
+
+    On a CPU device with workers, the workers also run it after collating (there the device is the CPU, and the
+    workers are several cores); the copy in the loader's transforms then finds float batches and only converts
+    the targets, and still does the whole job for a loader made with `dl.new(...)`.
+    """
     # (not `data.dls`: it leaves out a validation loader with no items, as an exported DataBunch has)
     for dl in (data.train_dl, data.valid_dl, data.fix_dl, data.single_dl, data.test_dl):
         if dl is None:
             continue
+        tfm = ImageBatchTransform(dl.dataset)
         rest = [t for t in dl.tfms if not isinstance(t, ImageBatchTransform)]
-        dl.tfms = [ImageBatchTransform(dl.dataset)] + rest
+        dl.tfms = [tfm] + rest
+        base = dl.dl.collate_fn
+        base = base.collate_fn if isinstance(base, _CollateThenTransform) else base
+        in_workers = data.device.type == 'cpu' and dl.num_workers > 0
+        dl.dl.collate_fn = _CollateThenTransform(base, tfm) if in_workers else base
 
 
 class ImageDataBunch(DataBunch):
@@ -547,14 +567,15 @@ class ImageDataBunch(DataBunch):
                        device: torch.device | None = None, test: PathOrStr | None = None,
                        collate_fn: Callable = data_collate, size: Any = None, no_check: bool = False,
                        resize_method: Any = None, mult: int | None = None, padding_mode: str = 'reflection',
-                       mode: str = 'bilinear', tfm_y: bool = False) -> ImageDataBunch:
-        "An ImageDataBunch of the labelled lists `lls`, transformed by `ds_tfms` to `size` (see `Image.apply_tfms`)."
+                       mode: str = 'bilinear', tfm_y: bool = False, **dl_kwargs: Any) -> ImageDataBunch:
+        """An ImageDataBunch of the labelled lists `lls`, transformed by `ds_tfms` to `size` (see `Image.apply_tfms`);
+        `dl_kwargs` go to the DataLoaders."""
         lls = lls.transform(tfms=ds_tfms, size=size, resize_method=resize_method, mult=mult, padding_mode=padding_mode,
                             mode=mode, tfm_y=tfm_y)
         if test is not None:
             lls.add_test_folder(test)
         return lls.databunch(bs=bs, val_bs=val_bs, dl_tfms=dl_tfms, num_workers=num_workers, collate_fn=collate_fn,
-                             device=device, no_check=no_check)
+                             device=device, no_check=no_check, **dl_kwargs)
 
     @classmethod
     def from_folder(cls, path: PathOrStr, train: PathOrStr = 'train', valid: PathOrStr = 'valid',

@@ -89,7 +89,10 @@ def _open_pil(fn: PathOrStr, convert_mode: str, after_open: Callable | None) -> 
                 im = im.convert('RGBA')
                 bg = PIL.Image.new('RGBA', im.size, (0, 0, 0, 255))
                 im = PIL.Image.alpha_composite(bg, im)
-            im = im.convert(convert_mode) if convert_mode else im.copy()
+            if not convert_mode or im.mode == convert_mode:
+                im.load()   # the decoded pixels outlive the file handle; no conversion copy
+            else:
+                im = im.convert(convert_mode)
     except FileNotFoundError:
         raise FileNotFoundError(f"No image file at {fn}.") from None
     except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -165,12 +168,13 @@ def show_image(img: Image | Tensor, ax: Any = None, figsize: tuple = (3, 3), hid
 # ------------------------------------------------------------------------------------------------ geometry engine
 def affine_grid(mats: Tensor, h: int, w: int) -> Tensor:
     "The sampling grid (n, h, w, 2) of the output->input matrices `mats` (n, 3, 3) for an output of h x w."
-    dev = mats.device
-    ys = (torch.arange(h, device=dev, dtype=torch.float32) * 2 + 1) / h - 1
-    xs = (torch.arange(w, device=dev, dtype=torch.float32) * 2 + 1) / w - 1
-    base = torch.stack([xs[None].expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=dev)], -1)
-    pts = base.view(1, h * w, 3) @ mats.float().transpose(1, 2)             # (n, h*w, 3)
-    return (pts[..., :2] / pts[..., 2:3]).view(-1, h, w, 2)
+    mats = mats.float()
+    n = mats.shape[0]
+    # torch's affine_grid (align_corners=False: the same pixel-centre convention) gives the first two rows; the
+    # third row divides them for projective (warp) matrices.
+    num = F.affine_grid(mats[:, :2], [n, 1, h, w], align_corners=False)
+    den = F.affine_grid(mats[:, 2:3].expand(n, 2, 3), [n, 1, h, w], align_corners=False)
+    return num / den
 
 
 def _as_batch(v: Any, n: int, device: Any) -> Tensor:
@@ -277,7 +281,25 @@ def apply_lighting(x: Tensor, tfms: Sequence[RandTransform], batch: bool = False
             todo.append((t.tfm.func, run, p))
     if not todo:
         return x
-    lx = torch.logit(x.clamp(1e-5, 1 - 1e-5))
+    # Lighting functions are usually affine on the logits (brightness adds, contrast multiplies): then all of
+    # them fold into one scale and shift per image, and the pixels are touched once.
+    n = x.shape[0]
+    probe = torch.tensor([0., 1., 2.], device=x.device).view(1, 3, 1, 1)
+    scale, shift = torch.ones(n, device=x.device), torch.zeros(n, device=x.device)
+    for func, run, p in todo:
+        out = func(probe, **{k: v.view(-1, 1, 1, 1) if v.dim() == 1 else v for k, v in p.items()})
+        out = out.expand(n, 3, 1, 1).reshape(n, 3)
+        if not torch.allclose(out[:, 2] - out[:, 1], out[:, 1] - out[:, 0], atol=1e-4):
+            return _apply_lighting_slow(x, todo)
+        slope = torch.where(run, out[:, 1] - out[:, 0], torch.ones_like(scale))
+        icpt = torch.where(run, out[:, 0], torch.zeros_like(shift))
+        scale, shift = slope * scale, slope * shift + icpt
+    return torch.sigmoid(torch.logit(x, eps=1e-5) * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1))
+
+
+def _apply_lighting_slow(x: Tensor, todo: list) -> Tensor:
+    "Lighting functions applied one by one on the logits (for functions that are not affine)."
+    lx = torch.logit(x, eps=1e-5)
     for func, run, p in todo:
         moved = func(lx, **{k: v.view(-1, 1, 1, 1) if v.dim() == 1 else v for k, v in p.items()})
         lx = torch.where(run[:, None, None, None], moved, lx)
@@ -472,7 +494,8 @@ class Image(ItemBase):
             return self
         if do_resolve:
             for t in tfms:
-                t.resolve()
+                if not on_batch or t.tfm.stage == 1:   # the batch draws its own geometric/lighting parameters
+                    t.resolve()
         x = self.clone().set_sample(padding_mode=padding_mode, mode=mode, remove_out=remove_out)
         has_crop = any(t.tfm.kind == 'crop' for t in tfms)
         target = None

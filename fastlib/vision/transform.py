@@ -361,7 +361,8 @@ class ImageBatchTransform:
         y_ok = y_kind in ('mask', 'image') and isinstance(y, Tensor) and y.dim() == 4 or \
             y_kind == 'points' and isinstance(y, Tensor) and y.dim() == 3 or \
             y_kind == 'bbox' and isinstance(y, (tuple, list)) and len(y) == 2
-        on_batch = args.get('on_batch', False)
+        # Only uint8 batches still need their augmentation (a float batch was finished in the loader's workers).
+        on_batch = args.get('on_batch', False) and x.dtype == torch.uint8
         tfms = listify(ds.tfms) if on_batch else []
         use_y = bool(getattr(ds, 'tfm_y', False)) and y_ok
         if use_y and tfms and any(t not in listify(getattr(ds, 'tfms_y', tfms)) for t in tfms

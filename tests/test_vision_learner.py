@@ -198,6 +198,43 @@ def test_unet_learner_exports_and_loads(tmp_path):
     assert isinstance(loaded, VisionLearner)
     torch.testing.assert_close(loaded.model(x), expected)
 
+
+def _write_pngs(folder, n, color, seed):
+    "`n` 12x12 PNGs of noise around `color` in `folder`."
+    import numpy as np
+    from PIL import Image as PILImage
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        a = np.clip(np.array(color) + rng.normal(0, 40, (12, 12, 3)), 0, 255).astype(np.uint8)
+        PILImage.fromarray(a).save(folder / f'{i}.png')
+
+
+def test_export_load_in_a_fresh_process_predicts_the_same(tmp_path):
+    from fastlib.vision import ImageDataBunch, imagenet_stats, open_image
+    for split, n in (('train', 8), ('valid', 4)):
+        _write_pngs(tmp_path / split / 'red', n, (200, 30, 30), seed=len(split))
+        _write_pngs(tmp_path / split / 'blue', n, (30, 30, 200), seed=len(split) + 1)
+    data = ImageDataBunch.from_folder(tmp_path, size=12, bs=4, num_workers=0).normalize(imagenet_stats)
+    learn = cnn_learner(data, _small_encoder_arch, pretrained=False, ps=0.)
+    learn.fit(1, 1e-2)
+    fn = tmp_path / 'valid' / 'blue' / '0.png'
+    category, idx, probs = learn.predict(open_image(fn))
+    learn.export()
+    script = textwrap.dedent(f"""
+        import json
+        from fastlib.vision import load_learner, open_image
+        learn = load_learner({str(tmp_path)!r})
+        category, idx, probs = learn.predict(open_image({str(fn)!r}))
+        print(json.dumps([str(category), int(idx), probs.tolist(), type(learn).__name__]))
+    """)
+    res = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    import json
+    name, i, p, cls_name = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (name, i, cls_name) == (str(category), int(idx), 'VisionLearner')
+    torch.testing.assert_close(torch.tensor(p), probs.float(), rtol=1e-5, atol=1e-6)
+
 # --- TTA ----------------------------------------------------------------------------------------------------------
 
 def test_zoom_corner_matches_torchvision_resized_crop():

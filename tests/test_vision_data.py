@@ -331,3 +331,11 @@ def test_export_load_predict_in_fresh_process(tmp_path):
     label, probs = out.stdout.strip().split(' ', 1)
     assert label in ('a', 'b')
     assert torch.allclose(torch.tensor(json.loads(probs)), expected, atol=1e-5)
+
+
+def test_from_folder_random_split(tmp_path):
+    for k, c in enumerate('ab'):
+        for i in range(5):
+            _write(tmp_path / c / f'{i}.png', np.full((6, 6, 3), 50 + 100 * k, dtype=np.uint8))
+    data = ImageDataBunch.from_folder(tmp_path, valid_pct=0.2, seed=0, size=6, bs=2, **KW)
+    assert data.classes == ['a', 'b'] and len(data.train_ds) == 8 and len(data.valid_ds) == 2

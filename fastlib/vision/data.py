@@ -231,6 +231,13 @@ def _show_grid(n: int, imgsize: int, figsize: tuple | None) -> Any:
     return fig, axs.flatten()
 
 
+def _on(y: Any, x: Image) -> Any:
+    "The target `y` made to fit the image `x`: points and boxes rebuilt from a batch do not know its size."
+    if isinstance(y, ImagePoints) and tuple(y.size) == (1, 1):
+        y.size = x.size
+    return y
+
+
 class ImageList(ItemList):
     "Image files (paths), opened as `Image`s in `convert_mode` ('RGB', 'L', ...) and passed to `after_open`."
     _bunch = None            # set to ImageDataBunch below
@@ -288,7 +295,7 @@ class ImageList(ItemList):
         "Show the inputs `xs` with their targets `ys` (as titles, or drawn over them) in a grid."
         fig, axs = _show_grid(len(xs), imgsize, figsize)
         for x, y, ax in zip(xs, ys, axs):
-            x.show(ax=ax, y=y, **kwargs)
+            x.show(ax=ax, y=_on(y, x), **kwargs)
         fig.tight_layout()
         return fig
 
@@ -303,8 +310,8 @@ class ImageList(ItemList):
             return fig
         fig, axs = plt.subplots(len(xs), 2, figsize=ifnone(figsize, (imgsize * 2, imgsize * len(xs))), squeeze=False)
         for i, (x, y, z) in enumerate(zip(xs, ys, zs)):
-            x.show(ax=axs[i, 0], y=y, title='target' if i == 0 else None, **kwargs)
-            x.show(ax=axs[i, 1], y=z, title='prediction' if i == 0 else None, **kwargs)
+            x.show(ax=axs[i, 0], y=_on(y, x), title='target' if i == 0 else None, **kwargs)
+            x.show(ax=axs[i, 1], y=_on(z, x), title='prediction' if i == 0 else None, **kwargs)
         return fig
 
 
@@ -581,15 +588,17 @@ class ImageDataBunch(DataBunch):
     def from_folder(cls, path: PathOrStr, train: PathOrStr = 'train', valid: PathOrStr = 'valid',
                     test: PathOrStr | None = None, valid_pct: float | None = None, seed: int | None = None,
                     classes: Collection | None = None, **kwargs: Any) -> ImageDataBunch:
-        """Images in `path/train/<class>/` and `path/valid/<class>/` (or a random `valid_pct` of `path/train`
-        when given); `test` names a folder of unlabelled images. Empty class folders are warned about."""
+        """Images in `path/train/<class>/` and `path/valid/<class>/` (or a random `valid_pct` of all the images
+        under `path` but the `test` folder, labelled by their folder, when given); `test` names a folder of
+        unlabelled images. Empty class folders are warned about."""
         path = Path(path)
         train_dir = path / train if (path / train).is_dir() else path
         _warn_empty_class_folders(train_dir)
         if valid_pct is None:
             src = ImageList.from_folder(path).split_by_folder(train=str(train), valid=str(valid))
         else:
-            src = ImageList.from_folder(train_dir).split_by_rand_pct(valid_pct, seed)
+            exclude = None if test is None else [str(test)]
+            src = ImageList.from_folder(path, exclude=exclude).split_by_rand_pct(valid_pct, seed)
         src = src.label_from_folder(classes=classes)
         return cls.create_from_ll(src, test=test, **kwargs)
 

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import threading
-import warnings
 from functools import partial
 
 import numpy as np

@@ -28,12 +28,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..basic_data import DataBunch, DatasetType
-from ..core import PathOrStr, atomic_write, ifnone, is_listy, listify
+from ..core import PathOrStr, atomic_write, ifnone
 from ..data_block import (CategoryList, EmptyLabel, ItemList, LabelList, LabelLists, MultiCategoryList,
                           MultiCategoryProcessor, PreProcessor, get_files)
 from ..layers import CrossEntropyFlat, MSELossFlat
 from ..serialization import register_safe_globals
-from ..torch_core import data_collate, defaults, to_data
+from ..torch_core import data_collate, to_data
 from .image import FlowField, Image, ImageBBox, ImagePoints, ImageSegment, _open_tensor
 from .transform import ImageBatchTransform
 

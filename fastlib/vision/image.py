@@ -16,7 +16,6 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import ifnone, listify
+from ..core import listify
 from ..serialization import register_safe_globals
 from .image import (Image, RandTransform, TfmAffine, TfmCoord, TfmCrop, TfmLighting, TfmPixel, _grid_of,
                     _move_points, apply_lighting, compose_geometry)

@@ -11,7 +11,7 @@ import torchvision
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from fastlib.basic_data import DataBunch, DatasetType
+from fastlib.basic_data import DataBunch
 from fastlib.basic_train import Learner
 from fastlib.layers import AdaptiveConcatPool2d, Flatten
 from fastlib.testing import FakeDataset

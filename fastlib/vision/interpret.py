@@ -3,7 +3,7 @@ interpretation (per-image top losses, pixel confusion matrix, per-class IoU)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

@@ -8,7 +8,7 @@ RandomRotation, ColorJitter, ToTensor, Normalize (the same kinds of augmentation
 process (one core). Each loader is timed over `--batches` batches after its first one (worker start-up
 excluded), `--reps` times, alternating; prints the best and the median, and the fastlib / torchvision ratio.
 
-    python -P bench/image_pipeline.py [--sizes 32 128] [--bs 64] [--workers N] [--reps 3] [--batches 60]
+    python bench/image_pipeline.py [--sizes 32 128] [--bs 64] [--workers N] [--reps 3] [--batches 60]
                                    [--device cpu|cuda]
 """
 from __future__ import annotations

@@ -211,7 +211,7 @@ class DataBunch:
     def dls(self) -> list[DeviceDataLoader]:
         "The train, valid, (fix,) (single,) and test loaders that exist."
         res = [self.train_dl, self.fix_dl, self.single_dl]
-        if self.valid_dl:
+        if self.valid_dl is not None:
             res.insert(1, self.valid_dl)
         return res if not self.test_dl else res + [self.test_dl]
 

@@ -577,6 +577,7 @@ def load_learner(path: PathOrStr, file: PathOrStr = 'export.pkl', test: Any = No
     data = DataBunch.load_empty(path, state['data'], **db_kwargs)
     if test is not None:
         data.add_test(test, tfm_y=tfm_y)
+    import_fastlib_modules([state['cls'].rpartition('.')[0]])  # the Learner subclass's own module (e.g. vision)
     cls = _learner_class(state['cls'])
     learn = cls(data, state['model'], opt_func=state['opt_func'], loss_func=state['loss_func'],
                 metrics=state['metrics'], true_wd=state['true_wd'], bn_wd=state['bn_wd'], wd=state['wd'],

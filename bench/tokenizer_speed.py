@@ -1,6 +1,6 @@
 """Tokenization speed: tokens per second of fastlib's default Tokenizer on real IMDB reviews.
 
-Usage: python bench/tokenize.py [--repeats 3] [--sizes 5000 50000] [--data ../shared/data/imdb_full.csv.gz]
+Usage: python bench/tokenizer_speed.py [--repeats 3] [--sizes 5000 50000] [--data ../shared/data/imdb_full.csv.gz]
 
 Reports, for each size, single-process and parallel (`n_cpus` processes) throughput in wall-clock time, and
 the single process's throughput per CPU-second (`time.process_time`, which other jobs on a shared machine do

@@ -21,7 +21,7 @@ from .callback import AdamW, AverageMetric, Callback, CallbackHandler, OptimWrap
 from .core import PathOrStr, camel2snake, did_you_mean, even_mults, ifnone, is_listy, listify, noop
 from .progress import PlainMasterBar, master_bar, no_progress, progress_bar
 from .serialization import atomic_save, import_fastlib_modules, safe_load
-from .torch_core import (bn_types, defaults, flatten_model, get_model, remove_module_load, requires_grad,
+from .torch_core import (bn_types, defaults, flatten_model, get_model, grab_idx, remove_module_load, requires_grad,
                          split_model, to_detach, to_device)
 
 __all__ = ['Learner', 'LearnerCallback', 'Recorder', 'RecordOnCPU', 'fit', 'loss_batch', 'train_epoch', 'validate',
@@ -383,7 +383,7 @@ class Learner:
         ds = self.data.single_ds
         if hasattr(ds, 'y') and hasattr(ds.y, 'analyze_pred'):
             pred = ds.y.analyze_pred(raw_pred, **kwargs)
-            x = ds.x.reconstruct(to_detach(batch[0][0])) if return_x else None
+            x = ds.x.reconstruct(grab_idx(batch[0], 0)) if return_x else None  # list inputs too (tabular)
             y = ds.y.reconstruct(pred, x) if _takes_x(ds.y.reconstruct) else ds.y.reconstruct(pred)
             return (x, y, pred, raw_pred) if return_x else (y, pred, raw_pred)
         classes = self.data.classes
@@ -413,7 +413,7 @@ class Learner:
         preds = self.pred_batch(ds_type=ds_type, batch=(xb, yb))
         n = min(rows, len(preds))
         if hasattr(ds, 'x') and hasattr(ds.x, 'show_xyzs'):
-            xs = [ds.x.reconstruct(to_detach(xb[i])) for i in range(n)]
+            xs = [ds.x.reconstruct(grab_idx(xb, i)) for i in range(n)]
             ys = [ds.y.reconstruct(to_detach(yb[i])) for i in range(n)]
             zs = [ds.y.reconstruct(ds.y.analyze_pred(to_detach(p))) for p in preds[:n]]
             return ds.x.show_xyzs(xs, ys, zs, **kwargs)

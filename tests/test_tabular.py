@@ -445,3 +445,15 @@ def test_from_df_with_classes_and_lr_find():
     assert learn.model.layers[-1].out_features == 3
     learn.lr_find(num_it=10)
     assert len(learn.recorder.lrs) > 0
+
+
+def test_show_results_and_predict_return_x_handle_list_inputs():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({'a': rng.choice(['x', 'y'], 60), 'b': rng.normal(size=60), 't': rng.choice(['p', 'q'], 60)})
+    data = TabularDataBunch.from_df('.', df, 't', valid_idx=list(range(20)), procs=[Categorify, Normalize],
+                                    cat_names=['a'], cont_names=['b'], bs=16)
+    learn = tabular_learner(data, layers=[4])
+    table = learn.show_results(rows=3)
+    assert list(table.columns) == ['a', 'b', 'target', 'prediction'] and len(table) == 3
+    x, y, _, _ = learn.predict(df.iloc[0], return_x=True)
+    assert str(x).startswith(f'a {df.a[0]};')

@@ -451,12 +451,7 @@ class TextDataBunch(DataBunch):
         def _list(ids):
             return TextList(_object_array([np.asarray(o, dtype=np.int64) for o in ids]), vocab=vocab, path=path,
                             processor=ifnone(processor, []))
-        src = TextItemLists(path, _list(train_ids), _list(valid_ids))
-        lbls = None if train_lbls is None else (train_lbls, valid_lbls)
-        src = cls._label(src, classes=classes, lbls=lbls)
-        if test_ids is not None:
-            src.add_test(_list(test_ids))
-        return src.databunch(**kwargs)
+        return cls._from_lists(path, _list, train_ids, valid_ids, test_ids, train_lbls, valid_lbls, classes, **kwargs)
 
     @classmethod
     def load(cls, path: PathOrStr, cache_name: PathOrStr = 'tmp', processor: Any = None, **kwargs: Any) -> Any:
@@ -474,11 +469,18 @@ class TextDataBunch(DataBunch):
 
         def _list(toks):
             return TextList(_object_array([list(t) for t in toks]), vocab=vocab, path=path, processor=[processor])
-        src = TextItemLists(path, _list(trn_tok), _list(val_tok))
-        lbls = None if trn_lbls is None else (trn_lbls, val_lbls)
+        return cls._from_lists(path, _list, trn_tok, val_tok, tst_tok, trn_lbls, val_lbls, classes, **kwargs)
+
+    @classmethod
+    def _from_lists(cls, path: PathOrStr, make_list: Callable, train: Sequence, valid: Sequence,
+                    test: Sequence | None, train_lbls: Sequence | None, valid_lbls: Sequence | None,
+                    classes: Sequence | None, **kwargs: Any) -> TextDataBunch:
+        "The DataBunch of the TextLists `make_list` builds from `train`, `valid` (and `test`), labelled when given."
+        src = TextItemLists(path, make_list(train), make_list(valid))
+        lbls = None if train_lbls is None else (train_lbls, valid_lbls)
         src = cls._label(src, classes=classes, lbls=lbls)
-        if tst_tok is not None:
-            src.add_test(_list(tst_tok))
+        if test is not None:
+            src.add_test(make_list(test))
         return src.databunch(**kwargs)
 
     @classmethod

@@ -78,6 +78,8 @@ class DeviceDataLoader:
     def _new_dl(self, **kwargs: Any) -> DataLoader:
         "A DataLoader like ours with some arguments changed (`shuffle`, `batch_size`, `drop_last`, ...)."
         dl = self.dl
+        if callable(getattr(dl, 'new', None)):   # a loader that knows how to copy itself (e.g. TabularDataLoader)
+            return dl.new(**kwargs)
         sampler = dl.sampler
         shuffle = isinstance(sampler, RandomSampler)
         args = dict(dataset=dl.dataset, batch_size=dl.batch_size, num_workers=dl.num_workers,

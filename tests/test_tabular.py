@@ -293,6 +293,9 @@ def test_changing_the_batch_size_keeps_the_gathering_loaders():
     assert isinstance(data.train_dl.dl, TabularDataLoader) and isinstance(data.valid_dl.dl, TabularDataLoader)
     assert [len(yb) for _, yb in data.train_dl] == [50, 50, 50, 50]
     assert [len(yb) for _, yb in data.valid_dl] == [40]
+    fix = data.train_dl.new(shuffle=False, drop_last=False)   # what fix_dl and the core's copies go through
+    assert isinstance(fix.dl, TabularDataLoader) and fix.dl._tensors is data.train_dl.dl._tensors
+    assert sum(len(yb) for _, yb in fix) == len(data.train_ds)
 
 
 def test_tabular_line_and_show_batch_give_original_values():

@@ -6,7 +6,6 @@ codes and `conts` (N, n_cont) float32 values. A batch is an index gather on thos
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from ..basic_data import DataBunch, DeviceDataLoader
+from ..basic_data import DataBunch
 from ..core import PathOrStr, did_you_mean, ifnone, is_listy, listify
 from ..data_block import CategoryList, EmptyLabelList, FloatList, ItemBase, ItemList, PreProcessor
 from ..serialization import register_safe_globals
@@ -230,12 +229,13 @@ class TabularDataLoader(DataLoader):
         self._tensors: list[Tensor] | None = None
 
     def new(self, **kwargs: Any) -> TabularDataLoader:
-        "A loader like this one with some of `batch_size`, `shuffle`, `drop_last`, `device` changed (sharing the tensors)."
-        args = dict(batch_size=self.batch_size, shuffle=isinstance(self.sampler, RandomSampler),
+        """A loader like this one with some of `dataset`, `batch_size`, `shuffle`, `drop_last`, `device` changed
+        (sharing the built tensors when the dataset and device stay the same)."""
+        args = dict(dataset=self.dataset, batch_size=self.batch_size, shuffle=isinstance(self.sampler, RandomSampler),
                     drop_last=self.drop_last, device=self.device)
         args.update(kwargs)
-        res = TabularDataLoader(self.dataset, **args)
-        if res.device == self.device:
+        res = TabularDataLoader(**args)
+        if res.device == self.device and res.dataset is self.dataset:
             res._tensors = self._tensors
         return res
 
@@ -332,21 +332,7 @@ class TabularDataBunch(DataBunch):
             if len(items) == 0:
                 raise ValueError("The test DataFrame is empty (0 rows).")
             items = TabularList(range(len(items)), inner_df=items.reset_index(drop=True))
-        if not isinstance(items, Dataset) or hasattr(items, 'empty_copy'):
-            items = self.valid_ds.test_set(items, label=label, tfms=tfms, tfm_y=tfm_y)
-        dl = TabularDataLoader(items, self.valid_dl.batch_size, shuffle=False, drop_last=False, device=self.device)
-        self.test_dl = DeviceDataLoader(dl, self.device, self.dl_tfms, self.collate_fn)
-
-    @property
-    def batch_size(self) -> int:
-        return self.train_dl.batch_size
-
-    @batch_size.setter
-    def batch_size(self, v: int) -> None:
-        # Rebuild our own loaders (a plain DataLoader would fall back to reading rows one by one).
-        for ddl in (self.train_dl, self.valid_dl, self.test_dl):
-            if ddl is not None:
-                ddl.dl = ddl.dl.new(batch_size=v) if isinstance(ddl.dl, TabularDataLoader) else ddl._new_dl(batch_size=v)
+        super().add_test(items, label=label, tfms=tfms, tfm_y=tfm_y)   # the validation loader's copy: a gather too
 
     def get_emb_szs(self, sz_dict: dict | None = None) -> list[tuple[int, int]]:
         "The embedding sizes of the categorical columns of the training set (see `TabularList.get_emb_szs`)."

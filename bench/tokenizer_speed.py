@@ -7,24 +7,15 @@ the single process's throughput per CPU-second (`time.process_time`, which other
 not inflate): the median and the best of `--repeats` runs, with the spread. The baseline printed first is
 the floor any Python tokenizer pays: `str.split()` on the same texts.
 """
-import os
-import sys
+import argparse
+import statistics
+import time
+from pathlib import Path
 
-# This file is called tokenize.py, like the standard library module that torch and inspect import: drop its
-# folder from the import path before anything imports `tokenize`.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or '.') != _here]
-sys.path.insert(0, os.path.dirname(_here))
+import pandas as pd
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from fastlib.core import num_cpus  # noqa: E402
-from fastlib.text.transform import Tokenizer, Vocab  # noqa: E402
+from fastlib.core import num_cpus
+from fastlib.text.transform import Tokenizer, Vocab
 
 
 def timed(f, repeats, clock=time.perf_counter):
@@ -39,7 +30,7 @@ def timed(f, repeats, clock=time.perf_counter):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data', default=str(Path(_here).parent.parent / 'shared' / 'data' / 'imdb_full.csv.gz'))
+    parser.add_argument('--data', default=str(Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'imdb_full.csv.gz'))
     parser.add_argument('--sizes', type=int, nargs='+', default=[5000, 50000])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--n_cpus', type=int, default=num_cpus())

@@ -4,6 +4,8 @@ import pickle
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastlib.text.transform import (BOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BaseTokenizer, RegexTokenizer,
                                     SpacyTokenizer, Tokenizer, Vocab, deal_caps, default_post_rules,
@@ -30,6 +32,9 @@ EDGE_CASES = [
     "w\nw\nw (ha ha ha) É É Émile CAFÉ café", "", "   ", "A", "AB", "Ab", "aB", "#hash/slash", "x<br /><br />y",
     "&amp; &quot;quoted&quot; &lt;tag&gt; #39; nbsp; @-@ word @.@ 5", "The the the THE", "zzzzzz ZZZZ 1111 2.50",
     "go go go! 1.5 5 5.3 isn isn isn't 's s s (so so so) no\nno\nno",
+    # non-ASCII characters without case take the fused path, those with case the plain one
+    "\u4e2dA \u4e2dAB \u2014Hello \u2019S \u201cWOW\u201d A\u2019B \u00bdA 3\u00bd",
+    "na\u00efve NA\u00cfVE Na\u00efve Stra\u00dfe STRASSE \u210bello \u01c5x",
 ]
 
 
@@ -69,6 +74,12 @@ def test_fast_pipeline_equals_rules_one_by_one_on_real_reviews(shared_data):
     fast = Tokenizer(n_cpus=1).process_all(texts)
     assert fast == rule_by_rule(texts)
     assert sum(len(t) for t in fast) > 100_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="aAbZz'_9.-!\n \u00e9\u00c9\u4e2d\u2019\u00bd\u01c5", max_size=12), max_size=4))
+def test_fast_pipeline_equals_rules_one_by_one_on_generated_texts(texts):
+    assert Tokenizer(n_cpus=1).process_all(texts) == rule_by_rule(texts)
 
 
 def test_parallel_equals_serial():

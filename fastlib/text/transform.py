@@ -3,8 +3,9 @@
 Speed: the default pipeline does its work in C-level calls (`str.replace`, precompiled `re` patterns,
 `re.findall`, `str.lower`, `str.split`) over whole texts rather than loops over characters or tokens in
 Python. The default post rules (`replace_all_caps`, `deal_caps`) are applied by one fused pass over the
-space-joined tokens when the text is ASCII; it gives exactly what applying the rules to the token list gives
-(tests/test_text_transform.py checks that on real reviews), and non-ASCII texts take the plain path.
+space-joined tokens when the text's cased letters are all ASCII; it gives exactly what applying the rules to the
+token list gives (tests/test_text_transform.py checks that on real reviews and on generated texts), and texts
+with non-ASCII cased letters (é, É, ß) take the plain path.
 """
 from __future__ import annotations
 
@@ -128,23 +129,38 @@ def deal_caps(x: Collection[str]) -> list[str]:
 default_pre_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces]
 default_post_rules = [replace_all_caps, deal_caps]
 
-# The fused form of [replace_all_caps, deal_caps] on space-joined ASCII tokens (tokens hold no spaces). Each
-# pattern starts with a character class, which lets `re` skip quickly to candidate positions; the lookbehind
-# `(?<![^ ].)` after the first character checks that it starts a token.
+# The fused form of [replace_all_caps, deal_caps] on ASCII tokens joined by spaces, with a space in front (tokens
+# hold no spaces). Each pattern matches the space before a token and looks ahead at the token, so the
+# substitution inserts a literal marker: `re` does that in C, where a `\g<0>` template costs a Python call per
+# match. The leading literal space also lets `re` skip quickly to candidate positions.
 # All caps (`t.isupper() and len(t) > 1`): an uppercase letter, no lowercase one, two characters or more.
-_re_all_caps = re.compile(r"(?:[A-Z](?<![^ ].)[^ a-z]+|[0-9_'](?<![^ ].)[^ a-z]*[A-Z][^ a-z]*)(?![^ ])")
+_re_all_caps = re.compile(r" (?=[A-Z][^ a-z]+(?![^ ])|[^ a-zA-Z][^ a-z]*[A-Z][^ a-z]*(?![^ ]))")
 # Capitalized (`t[0].isupper() and t[1:].islower()`): uppercase first, then a lowercase letter and no uppercase.
-_re_capitalized = re.compile(r'[A-Z](?<![^ ].)[^ A-Z]*[a-z][^ A-Z]*(?![^ ])')
+_re_capitalized = re.compile(r' (?=[A-Z][^ A-Z]*[a-z][^ A-Z]*(?![^ ]))')
+
+
+_re_non_ascii = re.compile(r'[^\x00-\x7f]')
+
+
+def _fusable(t: str) -> bool:
+    """Whether the fused case rules are exact on the text `t`: its letters with a case are all ASCII (non-ASCII
+    characters without case, such as curly quotes, dashes or CJK, count as 'neither upper nor lower' in both)."""
+    if t.isascii():
+        return True
+    return not any(c.isupper() or c.islower() or c.istitle() for c in set(_re_non_ascii.findall(t)))
+
+
+def _fused_caps_joined(tokens: list[str]) -> str:
+    "[replace_all_caps, deal_caps] applied to ASCII `tokens`, as the result's tokens joined by spaces."
+    s = ' ' + ' '.join(tokens)
+    s = _re_all_caps.sub(f' {TK_UP} ', s)
+    s = _re_capitalized.sub(f' {TK_MAJ} ', s)
+    return s[1:].lower()
 
 
 def _fused_caps(tokens: list[str]) -> list[str]:
     "[replace_all_caps, deal_caps] applied to ASCII `tokens` in a few C-level passes."
-    if not tokens:
-        return []
-    s = ' '.join(tokens)
-    s = _re_all_caps.sub(TK_UP + r' \g<0>', s)
-    s = _re_capitalized.sub(TK_MAJ + r' \g<0>', s)
-    return s.lower().split(' ')
+    return _fused_caps_joined(tokens).split(' ') if tokens else []
 
 
 def _rep_candidates(texts: list[str]) -> list[int]:
@@ -272,14 +288,20 @@ class Tokenizer:
         for rule in self.pre_rules:
             t = rule(t)
         toks = tok.tokenizer(t)
-        if self._fused() and t.isascii():
-            return _fused_caps(toks) if toks else []
+        if self._fused() and _fusable(t):
+            return _fused_caps(toks)
         for rule in self.post_rules:
             toks = rule(toks)
         return toks
 
     def _process_all_1(self, texts: Sequence[str]) -> list[list[str]]:
         "Tokenize `texts` in this process."
+        return _split_joined(self._process_all_joined(texts))
+
+    def _process_all_joined(self, texts: Sequence[str]) -> list[str] | list[list[str]]:
+        """Tokenize `texts` in this process: for the default pipeline, each text's tokens joined by spaces (they
+        hold none; one string per text is far cheaper to send back from a worker process than a list of
+        tokens), else the lists of tokens."""
         tok = self.tok_func(self.lang)
         if self.special_cases:
             tok.add_special_cases(self.special_cases)
@@ -293,8 +315,8 @@ class Tokenizer:
             for rule in pre_rules:
                 t = rule(t)
             toks = tok.tokenizer(t)
-            if fused and t.isascii():
-                toks = _fused_caps(toks) if toks else []
+            if fused and _fusable(t):
+                toks = _fused_caps(toks)
             else:
                 for rule in post_rules:
                     toks = rule(toks)
@@ -310,15 +332,22 @@ class Tokenizer:
         size = (len(texts) + n - 1) // n
         parts = [texts[i:i + size] for i in range(0, len(texts), size)]
         with ProcessPoolExecutor(n, mp_context=_mp_context()) as ex:
-            return sum(ex.map(self._process_all_1, parts), [])
+            return [toks for part in ex.map(self._process_all_joined, parts) for toks in _split_joined(part)]
 
 
-def _process_defaults(texts: list[str], tok: RegexTokenizer) -> list[list[str]]:
-    """The default rules and RegexTokenizer on `texts`, with the same result as applying them one by one.
+def _split_joined(res: list[str] | list[list[str]]) -> list[list[str]]:
+    "The lists of tokens of `res`, a result of `Tokenizer._process_all_joined`."
+    return [t.split(' ') if t else [] for t in res] if res and isinstance(res[0], str) else res
+
+
+def _process_defaults(texts: list[str], tok: RegexTokenizer) -> list[str]:
+    """The default rules and RegexTokenizer on `texts`, with the same result as applying them one by one, as
+    each text's tokens joined by spaces.
 
     Faster because `replace_rep` runs only on the texts that can contain a repetition (found for the whole
-    batch at once by numpy), `replace_wrep` only on those `_re_wrep_candidate` finds, `spec_add_spaces` and `rm_useless_spaces` are skipped (RegexTokenizer already
-    makes `/`, `#` and newlines tokens of their own and ignores spaces), and the case rules are fused.
+    batch at once by numpy), `replace_wrep` only on those `_re_wrep_candidate` finds, `spec_add_spaces` and
+    `rm_useless_spaces` are skipped (RegexTokenizer already makes `/`, `#` and newlines tokens of their own and
+    ignores spaces), and the case rules are fused.
     """
     for t in texts:
         _check_text(t)
@@ -330,7 +359,12 @@ def _process_defaults(texts: list[str], tok: RegexTokenizer) -> list[list[str]]:
         if _re_wrep_candidate.search(t):
             t = replace_wrep(t)
         toks = tok.tokenizer(t)
-        res.append(_fused_caps(toks) if t.isascii() else deal_caps(replace_all_caps(toks)))
+        if not toks:
+            res.append('')
+        elif _fusable(t):
+            res.append(_fused_caps_joined(toks))
+        else:
+            res.append(' '.join(deal_caps(replace_all_caps(toks))))
     return res
 
 

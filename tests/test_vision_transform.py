@@ -198,3 +198,39 @@ def test_batch_transform_reads_dataset_tfms():
     DS.tfmargs = {}
     out, _ = t((x, torch.tensor([0, 1])))
     assert torch.allclose(out, x.float() / 255)
+
+
+def test_affine_grid_matches_torch_and_the_homography():
+    torch.manual_seed(0)
+    n, h, w = 5, 7, 9
+    mats = torch.eye(3).repeat(n, 1, 1) + torch.randn(n, 3, 3) * 0.1
+    mats[:, 2] = torch.tensor([0., 0., 1.])
+    want = F.affine_grid(mats[:, :2], [n, 1, h, w], align_corners=False)
+    assert torch.allclose(affine_grid(mats, h, w), want, atol=1e-6)
+    mats[:, 2, :2] = torch.randn(n, 2) * 0.1   # projective: each pixel centre through the matrix, then divided
+    ys, xs = torch.meshgrid((torch.arange(h) * 2 + 1) / h - 1, (torch.arange(w) * 2 + 1) / w - 1, indexing='ij')
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(-1, 3)
+    moved = pts @ mats.transpose(1, 2)
+    want = (moved[..., :2] / moved[..., 2:]).view(n, h, w, 2)
+    assert torch.allclose(affine_grid(mats, h, w), want, atol=1e-5)
+
+
+def test_lighting_runs_before_resampling_and_uint8_table_matches_floats():
+    torch.manual_seed(2)
+    x = torch.randint(0, 256, (6, 3, 10, 10), dtype=torch.uint8)   # square: no aspect correction
+    tfms = [rotate(degrees=25., is_random=False), brightness(change=0.7, is_random=False)]
+    out = batch_transform(x, tfms)[0]
+    lit = torch.sigmoid(torch.logit(x.float() / 255, eps=1e-5) + math.log(0.7 / 0.3))
+    t = math.radians(25.)
+    rot = torch.tensor([[math.cos(t), -math.sin(t), 0.], [math.sin(t), math.cos(t), 0.]]).expand(6, 2, 3)
+    want = F.grid_sample(lit, F.affine_grid(rot, list(x.shape), align_corners=False), padding_mode='reflection',
+                         align_corners=False)
+    assert torch.allclose(out, want, atol=1e-5)   # fastai v1's order: lighting on the pixels, then the resampling
+    # random lighting drawn per image: the 256-level table gives what the float path gives for the same draws
+    tfms = [brightness(change=(0.3, 0.7), p=0.5), contrast(scale=(0.6, 1.6))]
+    state = torch.get_rng_state()
+    table = batch_transform(x, tfms)[0]
+    torch.set_rng_state(state)
+    floats = batch_transform(x.float() / 255, tfms)[0]
+    assert not torch.allclose(table, x.float() / 255, atol=1e-2)
+    assert torch.allclose(table, floats, atol=1e-5)

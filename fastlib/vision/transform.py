@@ -20,7 +20,7 @@ from torch import Tensor
 from ..core import listify
 from ..serialization import register_safe_globals
 from .image import (Image, RandTransform, TfmAffine, TfmCoord, TfmCrop, TfmLighting, TfmPixel, _grid_of,
-                    _move_points, apply_lighting, compose_geometry)
+                    _move_points, apply_lighting, apply_lighting_uint8, compose_geometry)
 
 __all__ = ['brightness', 'contrast', 'crop', 'crop_pad', 'cutout', 'dihedral', 'dihedral_affine', 'flip_affine',
            'flip_lr', 'jitter', 'pad', 'perspective_warp', 'rgb_randomize', 'rotate', 'skew', 'squish',
@@ -300,11 +300,12 @@ def batch_transform(x: Tensor, tfms: Sequence[RandTransform], y: Any = None, y_k
     drawn per image and applied in one `grid_sample`; the targets `y` follow the same geometry when `y_kind` is
     'mask' (n, 1, h, w), 'points' (n, k, 2 as y, x) or 'bbox' ((n, k, 4), (n, k) labels; 0 is padding).
     """
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255)
     tfms = sorted(listify(tfms), key=lambda o: (o.tfm.stage, o.tfm.order))
     n, _, h, w = x.shape
     mat, grid_fns = compose_geometry(tfms, n, h, w, x.device, batch=True)
+    # Lighting first (fastai v1's order): on uint8 pixels it is a lookup in a 256-level table per image, which
+    # also does the conversion to float.
+    x = apply_lighting_uint8(x, tfms, batch=True) if x.dtype == torch.uint8 else apply_lighting(x, tfms, batch=True)
     if mat is not None or grid_fns:
         grid = _grid_of(mat, grid_fns, n, h, w, x.device)
         x = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
@@ -316,7 +317,6 @@ def batch_transform(x: Tensor, tfms: Sequence[RandTransform], y: Any = None, y_k
             y = _move_points(y.flip(-1).float(), mat).flip(-1)
         elif y_kind == 'bbox' and mat is not None:
             y = _move_boxes(y[0], y[1], mat, remove_out)
-    x = apply_lighting(x, tfms, batch=True)
     return x, y
 
 

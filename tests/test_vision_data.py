@@ -62,6 +62,9 @@ def test_normalize_with_stats_and_from_batch(tmp_path):
     assert torch.allclose(data.one_batch(DatasetType.Valid)[0], raw, atol=1e-5)   # denorm by default
     with pytest.raises(ValueError, match='normalize once'):
         data.normalize()
+    kept = raw.clone()
+    norm, _ = normalize_funcs(*imagenet_stats)   # not in place unless asked: the caller's tensor is left alone
+    assert torch.allclose(norm((raw, None))[0], x, atol=1e-5) and torch.equal(raw, kept)
     data2 = ImageDataBunch.from_folder(path, size=8, bs=8, **KW).normalize()
     m, s = data2.stats
     batch = data2.one_batch(denorm=False)[0]
@@ -303,12 +306,19 @@ def test_cpu_workers_run_the_batch_transform(tmp_path):
     path = _folder(tmp_path)
     data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, num_workers=1, device='cpu',
                                       persistent_workers=False)
+    torch.manual_seed(0)
     raw = next(iter(data.train_dl.dl))[0]
-    assert raw.dtype == torch.float32 and raw.shape == (4, 3, 8, 8)    # collated and augmented in the worker
+    assert raw.dtype == torch.uint8 and raw.shape == (4, 3, 8, 8)      # collated and augmented in the worker
+    torch.manual_seed(0)
+    x = next(iter(data.train_dl))[0]
+    assert x.dtype == torch.float32 and torch.equal(x, raw.float() / 255)   # only converted here
     x, y = next(iter(data.valid_dl))
     assert x.dtype == torch.float32 and y.dtype == torch.long
-    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader still converts
-    assert torch.allclose(x, x2)
+    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader gives the same batch
+    assert torch.equal(x, x2)
+    # the valid batch (a centre crop, no augmentation) is its images, rounded to uint8 levels on the way
+    plain = torch.stack([data.valid_ds[i][0].px for i in range(4)])
+    assert torch.allclose(x, plain, atol=0.5 / 255 + 1e-6)
 
 
 @pytest.mark.slow

@@ -57,9 +57,11 @@ def channel_view(x: Tensor) -> Tensor:
     return x.transpose(0, 1).contiguous().view(x.shape[1], -1)
 
 
-def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    "`x` (n, c, h, w) normalized by the per-channel `mean` and `std`."
-    return (x - mean[..., None, None]) / std[..., None, None]
+def normalize(x: Tensor, mean: Tensor, std: Tensor, inplace: bool = False) -> Tensor:
+    "`x` (n, c, h, w) normalized by the per-channel `mean` and `std` (in `x` itself when `inplace`)."
+    mean, std = mean[..., None, None], std[..., None, None]
+    # One new tensor at most: each fresh allocation of a batch-sized buffer costs page faults on first write.
+    return x.sub_(mean).div_(std) if inplace else (x - mean).div_(std)
 
 
 def denormalize(x: Tensor, mean: Tensor, std: Tensor, do_x: bool = True) -> Tensor:
@@ -67,22 +69,27 @@ def denormalize(x: Tensor, mean: Tensor, std: Tensor, do_x: bool = True) -> Tens
     return x.cpu().float() * std[..., None, None] + mean[..., None, None] if do_x else x.cpu()
 
 
-def _normalize_batch(b: tuple, mean: Tensor, std: Tensor, do_x: bool = True, do_y: bool = False) -> tuple:
-    "The batch `b` with its inputs (`do_x`) and/or image targets (`do_y`) normalized."
+def _normalize_batch(b: tuple, mean: Tensor, std: Tensor, do_x: bool = True, do_y: bool = False,
+                     inplace: bool = False) -> tuple:
+    "The batch `b` with its inputs (`do_x`) and/or image targets (`do_y`) normalized (`inplace`: in their tensors)."
     x, y = b
     mean, std = mean.to(x.device), std.to(x.device)
+
+    def norm(t: Tensor) -> Tensor:
+        return normalize(t, mean, std, inplace=inplace and t.is_floating_point() and not t.requires_grad)
     if do_x:
-        x = normalize(x, mean, std)
+        x = norm(x)
     if do_y and isinstance(y, Tensor) and y.dim() == 4:
-        y = normalize(y, mean, std)
+        y = norm(y)
     return x, y
 
 
 def normalize_funcs(mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, do_x: bool = True,
-                    do_y: bool = False) -> tuple[Callable, Callable]:
-    "The batch transform normalizing by `mean`/`std` (inputs if `do_x`, image targets if `do_y`) and its inverse."
+                    do_y: bool = False, inplace: bool = False) -> tuple[Callable, Callable]:
+    """The batch transform normalizing by `mean`/`std` (inputs if `do_x`, image targets if `do_y`; in the batch's
+    own tensors if `inplace`) and its inverse."""
     mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-    return (partial(_normalize_batch, mean=mean, std=std, do_x=do_x, do_y=do_y),
+    return (partial(_normalize_batch, mean=mean, std=std, do_x=do_x, do_y=do_y, inplace=inplace),
             partial(denormalize, mean=mean, std=std, do_x=do_x))
 
 
@@ -491,33 +498,40 @@ def _defer_to_batch(ds: Any) -> None:
 
 
 class _CollateThenTransform:
-    "Collate, then run the batch transform: on a CPU device the workers can do the device's work in parallel."
+    """Collate, then run the batch transform: on a CPU device the workers can do the device's work in parallel.
+
+    The augmented images travel back to the main process as uint8 (rounded to the nearest level, as a PIL
+    pipeline keeps them): 4x less shared memory to map and read there than floats. The main process's
+    `ImageBatchTransform(finished_upstream=True)` then only converts them to floats.
+    """
 
     def __init__(self, collate_fn: Callable, tfm: ImageBatchTransform):
         self.collate_fn, self.tfm = collate_fn, tfm
 
     def __call__(self, samples: Sequence) -> Any:
-        return self.tfm(self.collate_fn(samples))
+        x, y = self.tfm(self.collate_fn(samples))
+        if isinstance(x, Tensor) and x.dtype == torch.float32 and x.dim() == 4:
+            x = x.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        return x, y
 
 
 def _install_batch_tfms(data: DataBunch) -> None:
     """Put an ImageBatchTransform of each loader's own dataset first in its batch transforms.
 
-    On a CPU device with workers, the workers also run it after collating (there the device is the CPU, and the
-    workers are several cores); the copy in the loader's transforms then finds float batches and only converts
-    the targets, and still does the whole job for a loader made with `dl.new(...)`.
+    On a CPU device with workers, the workers run it after collating (there the device is the CPU, and the
+    workers are several cores), and the copy in the loader's transforms only converts the uint8 batches they
+    send to floats; a loader made from it with `dl.new(...)` keeps the collate function, so it stays right.
     """
     # (not `data.dls`: it leaves out a validation loader with no items, as an exported DataBunch has)
     for dl in (data.train_dl, data.valid_dl, data.fix_dl, data.single_dl, data.test_dl):
         if dl is None:
             continue
-        tfm = ImageBatchTransform(dl.dataset)
-        rest = [t for t in dl.tfms if not isinstance(t, ImageBatchTransform)]
-        dl.tfms = [tfm] + rest
         base = dl.dl.collate_fn
         base = base.collate_fn if isinstance(base, _CollateThenTransform) else base
         in_workers = data.device.type == 'cpu' and dl.num_workers > 0
-        dl.dl.collate_fn = _CollateThenTransform(base, tfm) if in_workers else base
+        dl.dl.collate_fn = _CollateThenTransform(base, ImageBatchTransform(dl.dataset)) if in_workers else base
+        rest = [t for t in dl.tfms if not isinstance(t, ImageBatchTransform)]
+        dl.tfms = [ImageBatchTransform(dl.dataset, finished_upstream=in_workers)] + rest
 
 
 class ImageDataBunch(DataBunch):
@@ -670,7 +684,8 @@ class ImageDataBunch(DataBunch):
         if stats is None:
             stats = self.batch_stats()
         self.stats = stats
-        self.norm, self.denorm = normalize_funcs(*stats, do_x=do_x, do_y=do_y)
+        # In place: the loaders' first transform (ImageBatchTransform) hands over batches nobody else holds.
+        self.norm, self.denorm = normalize_funcs(*stats, do_x=do_x, do_y=do_y, inplace=True)
         self.add_tfm(self.norm)
         return self
 

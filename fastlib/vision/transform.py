@@ -341,10 +341,12 @@ class ImageBatchTransform:
     transforms of the dataset `ds` (a LabelList whose items stopped before them, `on_batch=True`) on the whole batch.
 
     It reads `ds.tfms` at each batch, so changing the dataset's transforms (TTA does) takes effect at once.
+    With `finished_upstream`, the loader's workers have already augmented the batch (see
+    `fastlib.vision.data._CollateThenTransform`): a uint8 batch is only converted to floats.
     """
 
-    def __init__(self, ds: Any):
-        self.ds = ds
+    def __init__(self, ds: Any, finished_upstream: bool = False):
+        self.ds, self.finished_upstream = ds, finished_upstream
 
     def __repr__(self) -> str:
         return f'ImageBatchTransform({len(listify(getattr(self.ds, "tfms", None)))} transforms)'
@@ -361,8 +363,9 @@ class ImageBatchTransform:
         y_ok = y_kind in ('mask', 'image') and isinstance(y, Tensor) and y.dim() == 4 or \
             y_kind == 'points' and isinstance(y, Tensor) and y.dim() == 3 or \
             y_kind == 'bbox' and isinstance(y, (tuple, list)) and len(y) == 2
-        # Only uint8 batches still need their augmentation (a float batch was finished in the loader's workers).
-        on_batch = args.get('on_batch', False) and x.dtype == torch.uint8
+        # Only uint8 batches still need their augmentation, unless the loader's workers did it.
+        on_batch = (args.get('on_batch', False) and x.dtype == torch.uint8
+                    and not getattr(self, 'finished_upstream', False))
         tfms = listify(ds.tfms) if on_batch else []
         use_y = bool(getattr(ds, 'tfm_y', False)) and y_ok
         if use_y and tfms and any(t not in listify(getattr(ds, 'tfms_y', tfms)) for t in tfms

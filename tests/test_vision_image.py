@@ -116,3 +116,29 @@ def test_segment_resize_is_nearest():
     out = seg.apply_tfms([], size=(4, 4))
     assert out.data.unique().tolist() == [0, 1, 2, 3]
     assert out.data[0, :2, :2].unique().tolist() == [0]
+
+
+def test_flow_and_affine_mat_resample_at_once():
+    torch.manual_seed(0)
+    img = Image(torch.rand(3, 6, 8))
+    assert torch.equal(img.affine_mat, torch.eye(3))
+    ff = img.flow
+    assert ff.size == (6, 8) and ff.flow.shape == (6, 8, 2)
+    assert torch.allclose(ff.flow[0, 0], torch.tensor([-7 / 8, -5 / 6]))   # the top-left pixel centre, (x, y)
+    flipped = img.clone()
+    flipped.affine_mat = torch.tensor([[-1., 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert torch.allclose(flipped.px, img.px.flip(-1), atol=1e-6)
+    ff.flow = ff.flow.flip(0)                 # sample the rows bottom to top
+    flipped = img.clone()
+    flipped.flow = ff
+    assert torch.allclose(flipped.px, img.px.flip(-2), atol=1e-6)
+    mask = ImageSegment(torch.tensor([[[0, 1, 2]]]))
+    mask.affine_mat = torch.tensor([[-1., 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert mask.data.tolist() == [[[2, 1, 0]]]
+    ff = mask.flow
+    ff.flow = ff.flow.flip(1)
+    mask.flow = ff
+    assert mask.data.tolist() == [[[0, 1, 2]]] and mask.data.dtype == torch.long
+    pts = ImagePoints(FlowField((4, 4), torch.tensor([[1., 1.]])))   # pixel (1, 1): y, x
+    pts.affine_mat = torch.tensor([[-1., 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert torch.allclose(pts.data, torch.tensor([[-0.5, 0.5]]))

@@ -570,6 +570,37 @@ class Image(ItemBase):
 
     coord = affine
 
+    # fastai v1 kept the pending geometry as a flow field and an affine matrix until `refresh()`. fastlib applies
+    # each transform at once, so nothing is ever pending: the getters give the identity, and the setters
+    # resample the item at once through what they are given.
+    @property
+    def flow(self) -> FlowField:
+        "The sampling coordinates of the pixels, (h, w, 2) in [-1, 1] and (x, y) order: the pixel centres."
+        h, w = self.size
+        return FlowField((h, w), affine_grid(torch.eye(3)[None], h, w)[0])
+
+    @flow.setter
+    def flow(self, v: FlowField) -> None:
+        grid = v.flow.float().view(1, *v.flow.shape[-3:]).to(self._px.device)
+        pm = self.sample_kwargs.get('padding_mode', 'reflection')
+        if isinstance(self, ImageSegment):   # class codes: the nearest one, never a blend
+            y = F.grid_sample(self._px[None].float(), grid, mode='nearest', padding_mode=pm, align_corners=False)
+            self._px = y[0].round().to(self._px.dtype)
+        else:
+            mode = self.sample_kwargs.get('mode', 'bilinear')
+            self._px = F.grid_sample(self.px[None], grid, mode=mode, padding_mode=pm, align_corners=False)[0]
+
+    @property
+    def affine_mat(self) -> Tensor:
+        "The pending output->input matrix (3, 3): always the identity, as fastlib applies transforms at once."
+        return torch.eye(3)
+
+    @affine_mat.setter
+    def affine_mat(self, v: Tensor) -> None:
+        mode = self.sample_kwargs.get('mode', 'bilinear')
+        pm = self.sample_kwargs.get('padding_mode', 'reflection')
+        self.__dict__.update(self._warped(v.float().view(1, 3, 3), [], mode, pm, True).__dict__)
+
     def resize(self, size: int | Sequence[int]) -> Image:
         "Resize the image to `size` (an int, (h, w) or (c, h, w)), stretching it."
         self._px = self._resized(*tis2hw(size))._px

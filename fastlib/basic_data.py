@@ -416,7 +416,8 @@ class DataBunch:
             warnings.warn("The validation set is empty: training will report no validation loss or metrics.")
             return
         valid_b = _try_collate(self.valid_ds, self.valid_dl.batch_size, self.collate_fn, 'validation')
-        _check_same_structure(train_b, valid_b)
+        # A collate function of the user's may pad each batch to its own length: then sizes legitimately differ.
+        _check_same_structure(train_b, valid_b, same_sizes=self.collate_fn is data_collate)
         train_classes = _classes_of(self.train_ds)
         valid_classes = _classes_of(self.valid_ds)
         if train_classes is not None and valid_classes is not None and list(train_classes) != list(valid_classes):
@@ -483,8 +484,9 @@ def _try_collate(ds: Dataset, bs: int, collate_fn: Callable, name: str) -> Any:
                            f"transform), or pass a collate_fn that pads.") from e
 
 
-def _check_same_structure(train_b: Any, valid_b: Any) -> None:
-    "Raise when a training and a validation batch differ in a way no model could handle."
+def _check_same_structure(train_b: Any, valid_b: Any, same_sizes: bool = True) -> None:
+    """Raise when a training and a validation batch differ in a way no model could handle (`same_sizes`: also
+    when the items of a vector or scalar per item differ in size)."""
     for part, tb, vb in (('input', train_b[0], valid_b[0]), ('target', train_b[1], valid_b[1])):
         tl, vl = listify(tb) if is_listy(tb) else [tb], listify(vb) if is_listy(vb) else [vb]
         if len(tl) != len(vl):
@@ -493,7 +495,7 @@ def _check_same_structure(train_b: Any, valid_b: Any) -> None:
         for t, v in zip(tl, vl):
             if not (isinstance(t, Tensor) and isinstance(v, Tensor)):
                 continue
-            if t.dim() != v.dim() or (t.dim() <= 2 and t.shape[1:] != v.shape[1:]):
+            if t.dim() != v.dim() or (same_sizes and t.dim() <= 2 and t.shape[1:] != v.shape[1:]):
                 raise ValueError(f"Training and validation {part}s do not match: one item is shaped "
                                  f"{tuple(t.shape[1:])} in training and {tuple(v.shape[1:])} in validation.")
             if t.is_floating_point() != v.is_floating_point():

@@ -54,6 +54,21 @@ def test_mismatched_feature_sizes_error():
         DataBunch.create(train, valid, num_workers=0)
 
 
+def test_a_padding_collate_may_give_batches_of_different_lengths():
+    train, _ = fake_datasets(n_in=8)
+    _, valid = fake_datasets(n_in=5)
+
+    def pad_collate(samples):   # pads each batch to its own longest item, as text and box collates do
+        xs, ys = zip(*samples)
+        n = max(len(x) for x in xs)
+        return torch.stack([torch.cat([x, x.new_zeros(n - len(x))]) for x in xs]), torch.stack(ys)
+    data = DataBunch.create(train, valid, num_workers=0, collate_fn=pad_collate)
+    assert data.one_batch(DatasetType.Valid)[0].shape[1] == 5
+    valid = FakeDataset(valid.x, valid.y.float(), valid.classes)   # the other checks still run
+    with pytest.raises(ValueError, match='different kinds of values'):
+        DataBunch.create(train, valid, num_workers=0, collate_fn=pad_collate)
+
+
 def test_mismatched_target_kinds_error():
     train, valid = fake_datasets()
     valid = FakeDataset(valid.x, valid.y.float(), valid.classes)

@@ -547,8 +547,6 @@ class ImageDataBunch(DataBunch):
             _defer_to_batch(ds)
         if isinstance(getattr(train_ds, 'y', None), ObjectCategoryList):
             collate_fn = bb_pad_collate if collate_fn is data_collate else collate_fn
-            # DataBunch.sanity_check compares padded target shapes, which differ by batch with padded boxes.
-            no_check = True
         data = super().create(train_ds, valid_ds, test_ds, path=path, bs=bs, val_bs=val_bs, num_workers=num_workers,
                               dl_tfms=dl_tfms, device=device, collate_fn=collate_fn, no_check=no_check, **dl_kwargs)
         _install_batch_tfms(data)

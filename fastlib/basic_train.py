@@ -526,9 +526,11 @@ class Learner:
                 out = self.model(*(xb if is_listy(xb) else [xb]))
         finally:
             self.model.train(was_training)
-        if isinstance(out, Tensor) and out.dim() >= 2 and out.shape[-1] != self.data.c and \
-                _is_classification_loss(self.loss_func):
-            raise ValueError(f"The model outputs {out.shape[-1]} values per item but the data has {self.data.c} "
+        axis = getattr(self.loss_func, 'axis', -1)   # where the loss reads the classes (1 for a segmentation)
+        if isinstance(out, Tensor) and out.dim() >= 2 and -out.dim() <= axis < out.dim() and \
+                out.shape[axis] != self.data.c and _is_classification_loss(self.loss_func):
+            what = 'values per item' if axis in (-1, out.dim() - 1) else f'channels on axis {axis} (the classes)'
+            raise ValueError(f"The model outputs {out.shape[axis]} {what} but the data has {self.data.c} "
                              f"classes ({self.data.classes[:10]}). Make the model's last layer output "
                              f"{self.data.c} values (cnn_learner and the other factories do this from data.c).")
         self._output_checked = True

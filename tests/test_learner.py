@@ -89,6 +89,21 @@ def test_model_output_size_mismatch_error():
         learn.fit(1)
 
 
+def test_model_output_checked_on_the_loss_class_axis():
+    "A segmentation model has its classes on axis 1 (CrossEntropyFlat(axis=1)), not on the last axis."
+    from fastlib.basic_data import DataBunch
+    from fastlib.layers import CrossEntropyFlat
+    from fastlib.testing import FakeDataset
+    x, y = torch.randn(8, 2, 5, 6), torch.randint(0, 3, (8, 5, 6))
+    classes = ['void', 'road', 'sky']
+    data = DataBunch.create(FakeDataset(x, y, classes), FakeDataset(x, y, classes), bs=4, num_workers=0)
+    learn = Learner(data, nn.Conv2d(2, 3, 1), loss_func=CrossEntropyFlat(axis=1))
+    learn.fit(1, 1e-3)   # 3 channels for 3 classes, whatever the width (6)
+    learn = Learner(data, nn.Conv2d(2, 4, 1), loss_func=CrossEntropyFlat(axis=1))
+    with pytest.raises(ValueError, match=r'outputs 4 channels on axis 1 \(the classes\) but the data has 3 classes'):
+        learn.fit(1)
+
+
 def test_metric_typo_error():
     with pytest.raises(ValueError, match=r"Unknown metric 'acuracy'. Did you mean 'accuracy'"):
         fake_learner(metrics=['acuracy'])

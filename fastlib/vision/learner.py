@@ -12,7 +12,7 @@ from ..basic_train import Learner
 from ..callbacks.hooks import num_features_model
 from ..core import ifnone, listify
 from ..layers import AdaptiveConcatPool2d, Flatten, NormType, bn_drop_lin
-from ..torch_core import apply_init, get_model, is_pool_type
+from ..torch_core import apply_init, is_pool_type
 from . import models
 from .models.unet import DynamicUnet
 
@@ -39,13 +39,6 @@ class VisionLearner(Learner):
         "A vision ClassificationInterpretation (with `plot_top_losses`) of the predictions on `ds_type`."
         from .interpret import ClassificationInterpretation
         return ClassificationInterpretation.from_learner(self, ds_type=ds_type, activ=activ)
-
-    def _check_model_output(self) -> None:
-        # The core compares the output's last axis with data.c; a U-Net has its classes on axis 1 (and is
-        # built with data.c outputs by unet_learner), so only classifiers go through that check.
-        if isinstance(get_model(self.model), DynamicUnet):
-            return
-        super()._check_model_output()
 
 
 # --- Where to cut each architecture, and how to split it into layer groups -------------------------------------

@@ -8,6 +8,7 @@ the training set and applied unchanged to the validation and test sets, and to o
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import warnings
@@ -558,6 +559,15 @@ class ItemList:
 
         return self.label_from_func(label, label_cls=label_cls, **kwargs)
 
+    def transform(self, tfms: Any = (None, None), **kwargs: Any) -> Any:
+        raise RuntimeError("Split and label the items before transforming them, e.g. "
+                           "`.split_by_rand_pct(0.2).label_from_folder().transform(tfms, size=224)`.")
+
+    def databunch(self, **kwargs: Any) -> Any:
+        raise RuntimeError("Split and label the items before making a DataBunch, e.g. "
+                           "`.split_by_rand_pct(0.2).label_from_folder().databunch()` (`.split_none()` for no "
+                           "validation set, `.label_empty()` for no labels).")
+
 
 def _as_bool(values: pd.Series) -> np.ndarray:
     "A column of booleans, 0/1 or 'True'/'False' strings as a boolean array (anything else is an error)."
@@ -843,6 +853,9 @@ class ItemLists:
         raise RuntimeError("Label the data before transforming it (e.g. `label_from_folder()`, or `label_empty()` "
                            "for unlabelled data).")
 
+    def transform_y(self, tfms: Any = (None, None), **kwargs: Any) -> Any:
+        raise RuntimeError("Label the data before transforming its targets (e.g. `label_from_folder()`).")
+
     def databunch(self, **kwargs: Any) -> Any:
         raise RuntimeError("Label the data before making a DataBunch (e.g. `label_from_folder()`, or `label_empty()` "
                            "for unlabelled data).")
@@ -925,6 +938,23 @@ class LabelLists(ItemLists):
         "Add the files of the folder `path/test_folder` as the test set."
         items = self.x.__class__.from_folder(self.path / test_folder)
         return self.add_test(items.items, label=label, tfms=tfms, tfm_y=tfm_y)
+
+    @classmethod
+    def load_state(cls, path: PathOrStr, state: dict) -> LabelLists:
+        """Training and validation lists with no items that process new ones as the saved ones did (`state`: what
+        `LabelList.get_state` or a DataBunch's `export_state` gives)."""
+        return cls(path, LabelList.load_state(path, state), LabelList.load_state(path, copy.deepcopy(state)))
+
+    @classmethod
+    def load_empty(cls, path: PathOrStr, fn: PathOrStr = 'export.pkl') -> LabelLists:
+        "The empty lists of the file `path/fn` written by `learn.export()` or `LabelList.export` (no code runs)."
+        from .serialization import safe_load
+        state = safe_load(Path(path) / fn, what='exported file')
+        state = state.get('data', state) if isinstance(state, dict) else state
+        if not (isinstance(state, dict) and 'ds' in state):
+            raise ValueError(f"{Path(path) / fn} holds no data block dataset (it was exported from a DataBunch of "
+                             f"plain datasets): LabelLists.load_empty needs a file from a data block DataBunch.")
+        return cls.load_state(path, state)
 
 
 class LabelList(Dataset):
@@ -1089,6 +1119,11 @@ class LabelList(Dataset):
         self.tfms_y = self.tfms if tfms is None else tfms
         self.tfmargs_y = {**self.tfmargs, **kwargs}
         return self
+
+    def databunch(self, **kwargs: Any) -> Any:
+        raise RuntimeError("A LabelList is one dataset: call `.databunch()` on the LabelLists that holds the training "
+                           "and validation sets (`.split_...().label_...().databunch()`), or pass both LabelLists "
+                           "to `DataBunch.create(train_ds, valid_ds)`.")
 
     def _check_tfms(self) -> None:
         "Transform the first few items now, so that a wrong transform fails here rather than in a worker."

@@ -324,3 +324,31 @@ def test_mixed_item_list_combines_the_items_of_several_lists():
     first = ll.train[0][0]
     assert np.allclose(first.data[0].numpy(), x[1]) and first.obj[1].obj == 'b'
     assert isinstance(ll.train.x, MixedItemList) and len(ll.train.x) == 5
+
+
+def test_steps_out_of_order_say_what_comes_first():
+    items = ItemList(list(range(6)))
+    with pytest.raises(RuntimeError, match=r'Split and label the items before making a DataBunch'):
+        items.databunch()
+    with pytest.raises(RuntimeError, match=r'Split and label the items before transforming'):
+        items.transform()
+    split = items.split_by_idx([0, 1])
+    with pytest.raises(RuntimeError, match=r'Label the data before making a DataBunch'):
+        split.databunch()
+    with pytest.raises(RuntimeError, match=r'Label the data before transforming its targets'):
+        split.transform_y()
+    with pytest.raises(RuntimeError, match=r'A LabelList is one dataset: call `.databunch\(\)` on the LabelLists'):
+        split.label_const(0).train.databunch()
+
+
+def test_label_lists_load_empty_from_an_export(tmp_path):
+    df = pd.DataFrame({'x': [1., 2., 3., 4., 5., 6.], 'y': list('ababab')})
+    lls = ItemList.from_df(df, path=tmp_path, cols='x').split_by_idx([0, 1]).label_from_df(cols='y')
+    lls.valid.export('ds.pkl')
+    empty = LabelLists.load_empty(tmp_path, 'ds.pkl')
+    assert len(empty.train) == len(empty.valid) == 0
+    assert empty.train.y.classes == empty.valid.y.classes == ['a', 'b']
+    assert empty.train is not empty.valid and empty.train.y is not empty.valid.y
+    torch.save({'model': 1}, tmp_path / 'other.pkl')
+    with pytest.raises(ValueError, match=r'holds no data block dataset'):
+        LabelLists.load_empty(tmp_path, 'other.pkl')

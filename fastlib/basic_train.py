@@ -445,6 +445,13 @@ class Learner:
                       final_div=final_div, wd=wd, callbacks=callbacks, tot_epochs=tot_epochs,
                       start_epoch=start_epoch)
 
+    def fit_fc(self, tot_epochs: int = 1, lr: float | slice | None = None, moms: tuple = (0.95, 0.85),
+               start_pct: float = 0.72, wd: float | None = None, callbacks: Collection[Callback] | None = None
+               ) -> None:
+        "Train for `tot_epochs` epochs with a flat then cosine-annealed learning rate (see `fastlib.train.fit_fc`)."
+        from .train import fit_fc
+        fit_fc(self, tot_epochs, lr, moms=moms, start_pct=start_pct, wd=wd, callbacks=callbacks)
+
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 wd: float | None = None) -> Any:
         "Explore learning rates from `start_lr` to `end_lr`, leave the learner as it was, return suggestions."

@@ -303,3 +303,15 @@ def test_multilabel_interpretation_thresholds_probabilities():
     interp = MultiLabelClassificationInterpretation.from_learner(learn, thresh=0.5)
     raw = learn.get_preds(activ=lambda t: t)[0]
     assert torch.equal(interp.pred_class, raw.sigmoid() > 0.5)
+
+
+def test_fit_fc_is_flat_then_cosine():
+    learn = fake_learner()
+    learn.fit_fc(2, 1e-2, moms=(0.9, 0.8), start_pct=0.5)
+    n = 2 * len(learn.data.train_dl)
+    flat = n // 2
+    want = [1e-2] * flat + [1e-2 * (1 + math.cos(math.pi * i / (n - flat))) / 2 for i in range(n - flat)]
+    np.testing.assert_allclose(learn.recorder.lrs, want, rtol=1e-10)
+    np.testing.assert_allclose(learn.recorder.moms, [0.9] * flat + [0.8] * (n - flat), rtol=1e-10)
+    with pytest.raises(ValueError, match=r'start_pct is the flat share of the iterations'):
+        learn.fit_fc(1, start_pct=1.)

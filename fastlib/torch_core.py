@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import ifnone, is_listy, listify, num_cpus
+from .core import PathOrStr, ifnone, is_listy, listify, num_cpus
 
 __all__ = ['defaults', 'Module', 'ParameterModule', 'tensor', 'to_device', 'to_detach', 'to_cpu', 'to_half', 'to_float',
            'to_np', 'to_data', 'data_collate', 'requires_grad', 'trainable_params', 'children', 'num_children',
@@ -21,7 +21,7 @@ __all__ = ['defaults', 'Module', 'ParameterModule', 'tensor', 'to_device', 'to_d
            'has_params', 'is_pool_type', 'flatten_check', 'grab_idx', 'logit', 'logit_', 'set_seed', 'set_all_seed',
            'get_rng_states', 'set_rng_states', 'uniform', 'log_uniform', 'rand_bool', 'uniform_int', 'try_int',
            'get_model', 'remove_module_load', 'num_distrib', 'rank_distrib', 'distrib_barrier', 'add_metrics',
-           'model_type', 'np2model_tensor', 'trange_of', 'bn2float', 'model2half', 'batch_to_half', 'np_func',
+           'model_type', 'np2model_tensor', 'np_address', 'torch_save', 'try_save', 'trange_of', 'bn2float', 'model2half', 'batch_to_half', 'np_func',
            'Tensor', 'nn', 'F', 'torch', 'np', 'IntEnum', 'ModelOnCPU', 'NoneReduceOnCPU']
 
 
@@ -473,6 +473,32 @@ def distrib_barrier() -> None:
     "Wait for every distributed process (does nothing when not distributed)."
     if num_distrib() > 1:
         torch.distributed.barrier()
+
+
+def np_address(x: np.ndarray) -> int:
+    "The memory address of the data of the array `x` (to tell whether two arrays share memory)."
+    return x.__array_interface__['data'][0]
+
+
+def torch_save(*args: Any, _use_new_zipfile_serialization: bool = False, **kwargs: Any) -> None:
+    """`torch.save(*args, **kwargs)`, in the legacy (non-zip) format unless `_use_new_zipfile_serialization`, as
+    fastai v1 wrote files for older PyTorch versions. fastlib's own files go through `try_save` instead."""
+    torch.save(*args, _use_new_zipfile_serialization=_use_new_zipfile_serialization, **kwargs)
+
+
+def try_save(state: Any, path: PathOrStr | None = None, file: Any = None) -> None:
+    """Save `state` to the file `path` (atomically: a crash leaves the old file or none) or to the open `file`,
+    with an error that says what to do when the place cannot be written."""
+    from .serialization import atomic_save
+    target = path if path is not None else getattr(file, 'name', 'the given file object')
+    try:
+        if path is not None:
+            atomic_save(state, path)
+        else:
+            torch.save(state, file)
+    except OSError as e:
+        raise OSError(f"Cannot save to {target} ({e.strerror or e}). Choose a writable place, e.g. "
+                      f"`learn.model_dir = '/tmp/models'` or another `learn.path`.") from e
 
 
 def add_metrics(last_metrics: Collection, mets: Any) -> dict:

@@ -1,4 +1,7 @@
 """Helpers of fastlib.core and fastlib.torch_core."""
+import io
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -115,3 +118,21 @@ def test_set_seed_reproduces_shuffles_with_workers():
         assert order() == order()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_np_address_torch_save_and_try_save(tmp_path):
+    from fastlib.torch_core import np_address, torch_save, try_save
+    a = np.arange(6)
+    assert np_address(a[:3]) == np_address(a) != np_address(a.copy())
+    torch_save({'w': torch.ones(2)}, tmp_path / 'legacy.pth')
+    assert not zipfile.is_zipfile(tmp_path / 'legacy.pth')   # v1's default: the legacy format
+    assert torch.equal(torch.load(tmp_path / 'legacy.pth', weights_only=True)['w'], torch.ones(2))
+    try_save({'w': torch.zeros(3)}, tmp_path / 'state.pth')
+    assert torch.equal(torch.load(tmp_path / 'state.pth', weights_only=True)['w'], torch.zeros(3))
+    buf = io.BytesIO()
+    try_save({'n': 1}, file=buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True) == {'n': 1}
+    (tmp_path / 'a_file').write_text('not a folder')
+    with pytest.raises(OSError, match=r"Cannot save to .*a_file.*learn.model_dir"):
+        try_save({'n': 1}, tmp_path / 'a_file' / 'x.pth')

@@ -126,3 +126,9 @@ def test_segmentation_plots():
     fig = interp.plot_per_class_iou(return_fig=True)
     assert len(fig.axes[0].patches) == sum(not math.isnan(v) for v in interp.per_class_iou().values())
     plt.close(fig)
+
+
+def test_object_detection_interpretation_says_it_is_not_available():
+    from fastlib.vision.interpret import ObjectDetectionInterpretation
+    with pytest.raises(NotImplementedError, match=r'Use `learn.get_preds\(\)` and `learn.show_results\(\)`'):
+        ObjectDetectionInterpretation(None, None, None, None)

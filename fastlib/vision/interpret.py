@@ -18,7 +18,7 @@ from ..callbacks.hooks import hook_output
 from ..core import ifnone
 from ..torch_core import defaults, to_np
 
-__all__ = ['ClassificationInterpretation', 'SegmentationInterpretation', 'gradcam']
+__all__ = ['ClassificationInterpretation', 'SegmentationInterpretation', 'ObjectDetectionInterpretation', 'gradcam']
 
 
 def gradcam(model: nn.Module, xb: Tensor, cls: int, layer: nn.Module | None = None) -> Tensor:
@@ -171,3 +171,13 @@ class SegmentationInterpretation(train.Interpretation):
             ax.set_title(title)
             ax.axis('off')
         return fig if ifnone(return_fig, defaults.return_fig) else None
+
+
+class ObjectDetectionInterpretation(train.Interpretation):
+    "Interpretation of an object detection model: not available, as in fastai v1 (fastlib has no detection model)."
+
+    def __init__(self, learn: Learner, preds: Tensor, y_true: Tensor, losses: Tensor,
+                 ds_type: DatasetType = DatasetType.Valid):
+        raise NotImplementedError("ObjectDetectionInterpretation is not implemented (fastai v1 did not implement it "
+                                  "either): a detector's predictions depend on its anchors and decoding. Use "
+                                  "`learn.get_preds()` and `learn.show_results()` instead.")

@@ -348,3 +348,15 @@ def test_from_folder_random_split(tmp_path):
             _write(tmp_path / c / f'{i}.png', np.full((6, 6, 3), 50 + 100 * k, dtype=np.uint8))
     data = ImageDataBunch.from_folder(tmp_path, valid_pct=0.2, seed=0, size=6, bs=2, **KW)
     assert data.classes == ['a', 'b'] and len(data.train_ds) == 8 and len(data.valid_ds) == 2
+    # v1's default valid_pct=0.2 splits at random when there is no `valid` folder ...
+    data = ImageDataBunch.from_folder(tmp_path, seed=0, size=6, bs=2, **KW)
+    assert len(data.train_ds) == 8 and len(data.valid_ds) == 2
+
+
+def test_from_folder_default_uses_the_valid_folder_unless_valid_pct_is_given(tmp_path):
+    path = _folder(tmp_path)   # 8 train and 8 valid images
+    data = ImageDataBunch.from_folder(path, size=8, bs=4, **KW)
+    assert len(data.train_ds) == 8 and len(data.valid_ds) == 8
+    assert all('valid' in Path(f).parts for f in data.valid_ds.x.items)
+    data = ImageDataBunch.from_folder(path, valid_pct=0.25, seed=1, size=8, bs=4, **KW)   # asked for: random
+    assert len(data.train_ds) == 12 and len(data.valid_ds) == 4

@@ -534,6 +534,13 @@ def _install_batch_tfms(data: DataBunch) -> None:
         dl.tfms = [ImageBatchTransform(dl.dataset, finished_upstream=in_workers)] + rest
 
 
+class _DefaultPct(float):
+    "A float that `from_folder` can tell from the same number passed by the caller."
+
+
+_DEFAULT_VALID_PCT = _DefaultPct(0.2)
+
+
 class ImageDataBunch(DataBunch):
     "A DataBunch of images, with the random augmentation and the normalization run on whole batches on the device."
 
@@ -598,14 +605,17 @@ class ImageDataBunch(DataBunch):
 
     @classmethod
     def from_folder(cls, path: PathOrStr, train: PathOrStr = 'train', valid: PathOrStr = 'valid',
-                    test: PathOrStr | None = None, valid_pct: float | None = None, seed: int | None = None,
-                    classes: Collection | None = None, **kwargs: Any) -> ImageDataBunch:
-        """Images in `path/train/<class>/` and `path/valid/<class>/` (or a random `valid_pct` of all the images
-        under `path` but the `test` folder, labelled by their folder, when given); `test` names a folder of
-        unlabelled images. Empty class folders are warned about."""
+                    test: PathOrStr | None = None, valid_pct: float | None = _DEFAULT_VALID_PCT,
+                    seed: int | None = None, classes: Collection | None = None, **kwargs: Any) -> ImageDataBunch:
+        """Images in `path/train/<class>/` and `path/valid/<class>/`, labelled by their folder; `test` names a
+        folder of unlabelled images. Without a `valid` folder (or with `valid_pct` given explicitly), a random
+        `valid_pct` of all the images under `path` but the `test` folder is the validation set (`valid_pct=None`:
+        always the folders). Empty class folders are warned about."""
         path = Path(path)
         train_dir = path / train if (path / train).is_dir() else path
         _warn_empty_class_folders(train_dir)
+        if valid_pct is _DEFAULT_VALID_PCT and (path / valid).is_dir():
+            valid_pct = None
         if valid_pct is None:
             src = ImageList.from_folder(path).split_by_folder(train=str(train), valid=str(valid))
         else:

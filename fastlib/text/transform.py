@@ -331,8 +331,13 @@ class Tokenizer:
             return self._process_all_1(texts)
         size = (len(texts) + n - 1) // n
         parts = [texts[i:i + size] for i in range(0, len(texts), size)]
-        with ProcessPoolExecutor(n, mp_context=_mp_context()) as ex:
-            return [toks for part in ex.map(self._process_all_joined, parts) for toks in _split_joined(part)]
+        # n - 1 worker processes take the later parts while this process does the first one.
+        with ProcessPoolExecutor(len(parts) - 1, mp_context=_mp_context()) as ex:
+            futures = [ex.submit(self._process_all_joined, part) for part in parts[1:]]
+            res = self._process_all_1(parts[0])
+            for f in futures:
+                res += _split_joined(f.result())
+        return res
 
 
 def _split_joined(res: list[str] | list[list[str]]) -> list[list[str]]:

@@ -17,7 +17,7 @@ from .layers import CrossEntropyFlat, MSELossFlat
 from .serialization import atomic_save, safe_load
 from .torch_core import data_collate, defaults, to_detach, to_device
 
-__all__ = ['DatasetType', 'DeviceDataLoader', 'DataBunch', 'load_data', 'EmptyDataset']
+__all__ = ['DatasetType', 'DeviceDataLoader', 'CollateThenTfms', 'DataBunch', 'load_data', 'EmptyDataset']
 
 
 class DatasetType(IntEnum):
@@ -27,6 +27,20 @@ class DatasetType(IntEnum):
     Test = 3
     Single = 4
     Fix = 5
+
+
+class CollateThenTfms:
+    """A collate function that also applies the batch transforms `tfms`: in a DataLoader's worker processes when it
+    has workers, so that on a CPU device they share that work. `DeviceDataLoader` skips these transforms after."""
+
+    def __init__(self, collate_fn: Callable, tfms: Collection[Callable]):
+        self.collate_fn, self.tfms = collate_fn, tuple(tfms)   # fixed: what the workers were given
+
+    def __call__(self, samples: Any) -> Any:
+        b = self.collate_fn(samples)
+        for f in self.tfms:
+            b = f(b)
+        return b
 
 
 class DeviceDataLoader:
@@ -75,6 +89,12 @@ class DeviceDataLoader:
         if tfm in self.tfms:
             self.tfms.remove(tfm)
 
+    def run_tfms_in_collate(self) -> None:
+        """From now on, apply the current batch transforms in the collate function, that is in the worker processes
+        (worth it on a CPU device, where the workers are the cores that would run them). The loader is rebuilt, so
+        running workers (persistent ones too) start again with these transforms; transforms added later run here."""
+        self.dl = self._new_dl(collate_fn=CollateThenTfms(self.collate_fn, self.tfms))
+
     def _new_dl(self, **kwargs: Any) -> DataLoader:
         "A DataLoader like ours with some arguments changed (`shuffle`, `batch_size`, `drop_last`, ...)."
         dl = self.dl
@@ -104,8 +124,10 @@ class DeviceDataLoader:
             b = [t.to(self.device, non_blocking=self.non_blocking) for t in b]
         else:
             b = to_device(b, self.device, non_blocking=self.non_blocking)
+        done = self.dl.collate_fn.tfms if isinstance(self.dl.collate_fn, CollateThenTfms) else ()
         for f in self.tfms:
-            b = f(b)
+            if not any(f is d for d in done):
+                b = f(b)
         return b
 
     def __iter__(self) -> Iterator[Any]:

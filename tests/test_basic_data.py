@@ -165,3 +165,22 @@ def test_load_data_refuses_unknown_classes_unless_trusted(tmp_path):
     with pytest.raises(UnsafeFileError, match=r'_MyDataset.*trusted=True'):
         load_data(tmp_path, num_workers=0)
     assert len(load_data(tmp_path, num_workers=0, trusted=True).train_ds) == 8
+
+
+def test_tfms_run_once_whether_in_the_collate_function_or_here():
+    data = fake_data(batch_size=8, train_length=32, valid_length=16)
+    calls = []
+
+    def double(b):
+        calls.append(1)
+        return b[0] * 2, b[1]
+    dl = data.valid_dl
+    dl.add_tfm(double)
+    want = [x for x, _ in dl]
+    assert len(calls) == 2
+    dl.run_tfms_in_collate()          # num_workers=0 here: the collate function runs in this process
+    got = [x for x, _ in dl]
+    assert len(calls) == 4 and all(torch.equal(a, b) for a, b in zip(want, got))
+    dl.add_tfm(lambda b: (b[0] + 1, b[1]))   # added afterwards: applied here, after the collate ones
+    assert all(torch.equal(a + 1, x) for a, (x, _) in zip(want, dl))
+    assert all(torch.equal(a + 1, x) for a, (x, _) in zip(want, dl.new()))   # a copy applies them all itself

@@ -302,23 +302,24 @@ def test_coco_tiny_boxes(shared_data):
     data.show_batch(rows=2)
 
 
-def test_cpu_workers_run_the_batch_transform(tmp_path):
+def test_cpu_workers_run_the_batch_transforms(tmp_path):
     path = _folder(tmp_path)
     data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, num_workers=1, device='cpu',
-                                      persistent_workers=False)
-    torch.manual_seed(0)
-    raw = next(iter(data.train_dl.dl))[0]
-    assert raw.dtype == torch.uint8 and raw.shape == (4, 3, 8, 8)      # collated and augmented in the worker
-    torch.manual_seed(0)
-    x = next(iter(data.train_dl))[0]
-    assert x.dtype == torch.float32 and torch.equal(x, raw.float() / 255)   # only converted here
-    x, y = next(iter(data.valid_dl))
-    assert x.dtype == torch.float32 and y.dtype == torch.long
-    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader gives the same batch
-    assert torch.equal(x, x2)
-    # the valid batch (a centre crop, no augmentation) is its images, rounded to uint8 levels on the way
-    plain = torch.stack([data.valid_ds[i][0].px for i in range(4)])
-    assert torch.allclose(x, plain, atol=0.5 / 255 + 1e-6)
+                                      persistent_workers=True)
+    raw = next(iter(data.valid_dl.dl))[0]
+    assert raw.dtype == torch.float32 and raw.shape == (4, 3, 8, 8)    # collated and finished in the worker
+    plain = torch.stack([data.valid_ds[i][0].px for i in range(4)])   # valid: a centre crop, no augmentation
+    assert torch.allclose(raw, plain, atol=1e-6)
+    data.normalize(imagenet_stats)                                     # normalization joins them in the workers
+    raw = next(iter(data.valid_dl.dl))[0]
+    mean, std = torch.tensor(imagenet_stats[0])[:, None, None], torch.tensor(imagenet_stats[1])[:, None, None]
+    assert torch.allclose(raw, (plain - mean) / std, atol=1e-5)
+    x, y = next(iter(data.valid_dl))                                   # ... and are not applied twice here
+    assert torch.allclose(x, raw) and y.dtype == torch.long
+    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader does them itself
+    assert torch.allclose(x, x2, atol=1e-6)
+    data.valid_dl.add_tfm(lambda b: (b[0] * 0, b[1]))                  # a transform added later runs here
+    assert next(iter(data.valid_dl))[0].abs().max() == 0
 
 
 @pytest.mark.slow

@@ -497,41 +497,29 @@ def _defer_to_batch(ds: Any) -> None:
         ds.tfmargs_y = {**(ds.tfmargs_y or {}), 'on_batch': True}
 
 
-class _CollateThenTransform:
-    """Collate, then run the batch transform: on a CPU device the workers can do the device's work in parallel.
-
-    The augmented images travel back to the main process as uint8 (rounded to the nearest level, as a PIL
-    pipeline keeps them): 4x less shared memory to map and read there than floats. The main process's
-    `ImageBatchTransform(finished_upstream=True)` then only converts them to floats.
-    """
-
-    def __init__(self, collate_fn: Callable, tfm: ImageBatchTransform):
-        self.collate_fn, self.tfm = collate_fn, tfm
-
-    def __call__(self, samples: Sequence) -> Any:
-        x, y = self.tfm(self.collate_fn(samples))
-        if isinstance(x, Tensor) and x.dtype == torch.float32 and x.dim() == 4:
-            x = x.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-        return x, y
-
-
 def _install_batch_tfms(data: DataBunch) -> None:
     """Put an ImageBatchTransform of each loader's own dataset first in its batch transforms.
 
-    On a CPU device with workers, the workers run it after collating (there the device is the CPU, and the
-    workers are several cores), and the copy in the loader's transforms only converts the uint8 batches they
-    send to floats; a loader made from it with `dl.new(...)` keeps the collate function, so it stays right.
+    On a CPU device with workers, the batch transforms (augmentation, then normalization once `normalize` adds
+    it) run in the workers after collating: there the device is the CPU, and the workers are its cores. The
+    batches reach this process finished, so it does no per-batch work (see `DeviceDataLoader.run_tfms_in_collate`).
     """
     # (not `data.dls`: it leaves out a validation loader with no items, as an exported DataBunch has)
-    for dl in (data.train_dl, data.valid_dl, data.fix_dl, data.single_dl, data.test_dl):
-        if dl is None:
-            continue
-        base = dl.dl.collate_fn
-        base = base.collate_fn if isinstance(base, _CollateThenTransform) else base
-        in_workers = data.device.type == 'cpu' and dl.num_workers > 0
-        dl.dl.collate_fn = _CollateThenTransform(base, ImageBatchTransform(dl.dataset)) if in_workers else base
+    for dl in _loaders(data):
         rest = [t for t in dl.tfms if not isinstance(t, ImageBatchTransform)]
-        dl.tfms = [ImageBatchTransform(dl.dataset, finished_upstream=in_workers)] + rest
+        dl.tfms = [ImageBatchTransform(dl.dataset)] + rest
+    _tfms_to_workers(data)
+
+
+def _loaders(data: DataBunch) -> list:
+    return [dl for dl in (data.train_dl, data.valid_dl, data.fix_dl, data.single_dl, data.test_dl) if dl is not None]
+
+
+def _tfms_to_workers(data: DataBunch) -> None:
+    "On a CPU device, let the loaders with workers run their current batch transforms in them."
+    for dl in _loaders(data):
+        if data.device.type == 'cpu' and dl.num_workers > 0:
+            dl.run_tfms_in_collate()
 
 
 class _DefaultPct(float):
@@ -695,6 +683,7 @@ class ImageDataBunch(DataBunch):
         # In place: the loaders' first transform (ImageBatchTransform) hands over batches nobody else holds.
         self.norm, self.denorm = normalize_funcs(*stats, do_x=do_x, do_y=do_y, inplace=True)
         self.add_tfm(self.norm)
+        _tfms_to_workers(self)
         return self
 
 

@@ -340,13 +340,12 @@ class ImageBatchTransform:
     """The device side of an image DataBunch's loader: uint8 -> float, then the random geometric and lighting
     transforms of the dataset `ds` (a LabelList whose items stopped before them, `on_batch=True`) on the whole batch.
 
-    It reads `ds.tfms` at each batch, so changing the dataset's transforms (TTA does) takes effect at once.
-    With `finished_upstream`, the loader's workers have already augmented the batch (see
-    `fastlib.vision.data._CollateThenTransform`): a uint8 batch is only converted to floats.
+    It reads `ds.tfms` at each batch, so changing the dataset's transforms takes effect at once (in a loader's
+    worker processes: when they start).
     """
 
-    def __init__(self, ds: Any, finished_upstream: bool = False):
-        self.ds, self.finished_upstream = ds, finished_upstream
+    def __init__(self, ds: Any):
+        self.ds = ds
 
     def __repr__(self) -> str:
         return f'ImageBatchTransform({len(listify(getattr(self.ds, "tfms", None)))} transforms)'
@@ -363,9 +362,8 @@ class ImageBatchTransform:
         y_ok = y_kind in ('mask', 'image') and isinstance(y, Tensor) and y.dim() == 4 or \
             y_kind == 'points' and isinstance(y, Tensor) and y.dim() == 3 or \
             y_kind == 'bbox' and isinstance(y, (tuple, list)) and len(y) == 2
-        # Only uint8 batches still need their augmentation, unless the loader's workers did it.
-        on_batch = (args.get('on_batch', False) and x.dtype == torch.uint8
-                    and not getattr(self, 'finished_upstream', False))
+        # Only uint8 batches still need their augmentation (a float one was made by a dataset of float images).
+        on_batch = args.get('on_batch', False) and x.dtype == torch.uint8
         tfms = listify(ds.tfms) if on_batch else []
         use_y = bool(getattr(ds, 'tfm_y', False)) and y_ok
         if use_y and tfms and any(t not in listify(getattr(ds, 'tfms_y', tfms)) for t in tfms

@@ -158,6 +158,12 @@ class Learner:
                  callback_fns: Collection[Callable] | None = None, callbacks: Collection[Callback] | None = None,
                  layer_groups: Collection[nn.Module] | None = None, add_time: bool = True,
                  silent: bool | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Learner needs a torch nn.Module as model, not {type(model).__name__}.")
+        for name, f in (('opt_func', opt_func), ('loss_func', loss_func)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{name} must be callable (e.g. opt_func=AdamW or torch.optim.SGD, loss_func="
+                                f"CrossEntropyFlat() or F.mse_loss), not the {type(f).__name__} {f!r}.")
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device)
         self.loss_func = ifnone(loss_func, data.loss_func)
@@ -206,8 +212,12 @@ class Learner:
             wd: float | Collection[float] | None = None, callbacks: Collection[Callback] | None = None,
             progress: bool | None = None) -> None:
         "Train for `epochs` epochs at learning rate `lr` (default `defaults.lr`) with weight decay `wd`."
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a whole number >= 0, not {epochs!r}.")
         lr = ifnone(lr, defaults.lr)
         lr = self.lr_range(lr) if isinstance(lr, (slice, int, float)) else np.array(listify(lr), dtype=float)
+        if not (np.isfinite(lr).all() and (lr >= 0).all()):
+            raise ValueError(f"The learning rate must be finite and >= 0, not {lr.tolist()} (lr_find suggests one).")
         wd = ifnone(wd, self.wd)
         if self.opt is None:
             self.create_opt(lr, wd)
@@ -234,6 +244,10 @@ class Learner:
 
     def freeze_to(self, n: int) -> None:
         "Freeze the layer groups before `n` and unfreeze the rest (batch norms stay trainable when `train_bn`)."
+        if not -len(self.layer_groups) <= n < len(self.layer_groups):
+            raise ValueError(f"freeze_to({n}) would freeze every layer group: this learner has "
+                             f"{len(self.layer_groups)} (valid: {-len(self.layer_groups)} to "
+                             f"{len(self.layer_groups) - 1}; freeze() keeps only the last one trainable).")
         for g in self.layer_groups[:n]:
             for layer in g:
                 if not self.train_bn or not isinstance(layer, bn_types):
@@ -662,6 +676,9 @@ def _writable_dir(folder: Path, setting: str) -> None:
 def _lookup_metric(m: Any) -> Any:
     "A metric given by name ('accuracy') is looked up in fastlib.metrics; anything else is used as is."
     if not isinstance(m, str):
+        if not (callable(m) or isinstance(m, Callback)):
+            raise TypeError(f"A metric is a function f(output, target), a metric callback or a name such as "
+                            f"'accuracy', not the {type(m).__name__} {m!r}.")
         return m
     from . import metrics as metrics_module
     names = [n for n in getattr(metrics_module, '__all__', dir(metrics_module)) if not n.startswith('_')]

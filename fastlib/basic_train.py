@@ -5,7 +5,9 @@ import contextlib
 import copy
 import functools
 import io
+import math
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -765,6 +767,7 @@ class Recorder(LearnerCallback):
         self.lrs, self.moms, self.val_losses, self.metrics, self.nb_batches = [], [], [], [], []
         self._comment_t = 0.
         self._live_comment = not isinstance(pbar, PlainMasterBar)
+        self._warned_non_finite = False
 
     def on_epoch_begin(self, **kwargs: Any) -> None:
         if self.add_time:
@@ -788,6 +791,7 @@ class Recorder(LearnerCallback):
     def on_epoch_end(self, epoch: int, num_batch: int, smooth_loss: Tensor, last_metrics: list,
                      **kwargs: Any) -> None:
         self._flush()
+        self._warn_non_finite(smooth_loss)
         self.nb_batches.append(num_batch)
         if last_metrics is not None and last_metrics[0] is not None:
             self.val_losses.append(last_metrics[0])
@@ -799,6 +803,16 @@ class Recorder(LearnerCallback):
 
     def on_train_end(self, **kwargs: Any) -> None:
         self._flush()
+
+    def _warn_non_finite(self, smooth_loss: Tensor | None) -> None:
+        "Say once per fit when the training loss became NaN or infinite (checked per epoch: no sync per batch)."
+        if self._warned_non_finite or smooth_loss is None or math.isfinite(float(smooth_loss)):
+            return
+        self._warned_non_finite = True
+        first = next((i for i, v in enumerate(self._losses) if not math.isfinite(v)), None)
+        warnings.warn(f"The training loss became {float(smooth_loss)} (first at iteration {first} of this fit): the "
+                      f"weights are not usable from there. Lower the learning rate (learn.lr_find() suggests one), "
+                      f"look for NaN or inf in the data, or add the TerminateOnNaN() callback to stop at once.")
 
     def _flush(self) -> None:
         "Move the losses recorded on the device to the host, in one transfer."

@@ -52,3 +52,22 @@ def test_fit_zero_epochs_is_a_no_op():
     before = [p.detach().clone() for p in learn.model.parameters()]
     learn.fit(0)
     assert all((a == b).all() for a, b in zip(before, learn.model.parameters()))
+
+
+def test_a_loss_that_becomes_nan_is_reported_once_with_what_to_do():
+    class NanAfter(nn.Module):
+        "Mean squared error, NaN from the 3rd call on."
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, out, y):
+            self.calls += 1
+            loss = ((out - out.detach()) ** 2).mean() + out.new_tensor(float(y.float().mean()))
+            return loss * float('nan') if self.calls >= 3 else loss
+    learn = fake_learner()
+    learn.loss_func = NanAfter()
+    with pytest.warns(UserWarning, match=r'The training loss became nan \(first at iteration 2 of this fit\).*'
+                                         r'Lower the learning rate.*TerminateOnNaN') as rec:
+        learn.fit(2, 1e-3)
+    assert sum('training loss became' in str(w.message) for w in rec) == 1   # once, not at every epoch

@@ -789,9 +789,10 @@ class Recorder(LearnerCallback):
                 child.comment = f'{float(smooth_loss):.4f}'
 
     def on_epoch_end(self, epoch: int, num_batch: int, smooth_loss: Tensor, last_metrics: list,
-                     **kwargs: Any) -> None:
+                     stop_training: bool = False, **kwargs: Any) -> None:
         self._flush()
-        self._warn_non_finite(smooth_loss)
+        if not stop_training:   # a callback that stopped the run (TerminateOnNaN) has said why
+            self._warn_non_finite(smooth_loss)
         self.nb_batches.append(num_batch)
         if last_metrics is not None and last_metrics[0] is not None:
             self.val_losses.append(last_metrics[0])

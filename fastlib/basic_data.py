@@ -287,7 +287,15 @@ class DataBunch:
             with ds.set_item(item):
                 return self.one_batch(ds_type=DatasetType.Single, detach=detach, denorm=denorm, cpu=cpu)
         # A plain dataset: `item` is the model's input for one sample.
-        xb = self.collate_fn([torch.as_tensor(item) if not isinstance(item, Tensor) else item])
+        if not isinstance(item, Tensor):
+            try:
+                item = torch.as_tensor(item)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f"This DataBunch holds plain datasets, so predict takes the model's input for one "
+                                f"sample (a tensor or array, without the batch axis), not a {type(item).__name__}. "
+                                f"Build the data with the data block API (or a domain DataBunch) to predict from raw "
+                                f"items.") from e
+        xb = self.collate_fn([item])
         yb = torch.zeros(1, dtype=torch.long)
         x, y = self.single_dl.proc_batch((xb, yb))
         return (to_detach(x, cpu), to_detach(y, cpu)) if detach else (x, y)

@@ -36,6 +36,8 @@ CASES = [
      r'No saved model at .*never_saved.pth.*learn.save\(name\)'),
     ('model output and classes differ', lambda: Learner(fake_data(n_classes=3), nn.Linear(8, 10)).fit(1),
      ValueError, r'outputs 10 values per item but the data has 3 classes'),
+    ('raw item to a learner of plain tensors', lambda: fake_learner().predict('hello'), TypeError,
+     r"plain datasets, so predict takes the model's input for one sample .* not a str"),
     ('metric name typo', lambda: _learner(metrics=['acuracy']), ValueError,
      r"Unknown metric 'acuracy'. Did you mean 'accuracy'"),
 ]

@@ -85,21 +85,27 @@ def validate(model: nn.Module, dl: DeviceDataLoader, loss_func: Callable | None 
 def get_preds(model: nn.Module, dl: DeviceDataLoader, pbar: Any = None, cb_handler: CallbackHandler | None = None,
               activ: Callable | None = None, loss_func: Callable | None = None,
               n_batch: int | None = None) -> list[Tensor]:
-    "Predictions and targets of `model` on `dl` (on the CPU), plus per-item losses when `loss_func` is given."
-    outs, targs = [], []
+    """Predictions and targets of `model` on `dl` (on the CPU), plus per-item losses when `loss_func` is given.
+
+    Each batch is copied into buffers sized for the whole dataset as it comes, so the memory held at the end is
+    what is returned (concatenating a list of batches would briefly hold everything twice).
+    """
+    outs, targs = _Gathered(len(dl.dataset)), _Gathered(len(dl.dataset))
     model.eval()
+    n = 0
     with torch.no_grad():
         for xb, yb in progress_bar(dl, parent=pbar, leave=(pbar is not None)):
             if cb_handler is not None:
                 xb, yb = cb_handler.on_batch_begin(xb, yb, train=False)
             out, targ = loss_batch(model, xb, yb, cb_handler=cb_handler)
-            outs.append(out)
-            targs.append(targ)
-            if n_batch and len(outs) >= n_batch:
+            outs.add(out)
+            targs.add(targ)
+            n += 1
+            if n_batch and n >= n_batch:
                 break
-    if not outs:
+    if not n:
         return [torch.empty(0), torch.empty(0)] + ([torch.empty(0)] if loss_func is not None else [])
-    res = [_cat(outs), _cat(targs)]
+    res = [outs.result(), targs.result()]
     if loss_func is not None:
         with _per_item_loss(loss_func) as lf:
             res.append(lf(res[0], res[1]))
@@ -981,6 +987,67 @@ def _batch_len(yb: Any) -> int:
     "The number of items in the target batch `yb` (read from its shape: no host sync)."
     y = yb[0] if is_listy(yb) else yb
     return y.shape[0] if hasattr(y, 'shape') and len(y.shape) else 1
+
+
+class _Gathered:
+    """Batches (tensors, or lists/tuples of them) gathered along the batch axis into buffers made for `n` items at
+    the first batch; batches that do not fit (a different shape after the batch axis, as padded texts give, or
+    more items than `n`) make it fall back to concatenating them at the end."""
+
+    def __init__(self, n: int):
+        self.n, self.pos, self.bufs, self.spec, self.pieces = n, 0, None, None, None
+
+    def add(self, b: Any) -> None:
+        leaves, spec = _flatten_batch(b)
+        if self.pieces is not None:
+            self.pieces.append(b)
+            return
+        k = leaves[0].shape[0] if leaves and leaves[0].dim() else None
+        if self.bufs is None and k is not None:
+            self.spec = spec
+            self.bufs = [t.new_empty((max(self.n, k), *t.shape[1:])) for t in leaves]
+        fits = (self.bufs is not None and spec == self.spec and k is not None and self.pos + k <= len(self.bufs[0])
+                and all(t.dim() and t.shape[0] == k and t.shape[1:] == buf.shape[1:] and t.dtype == buf.dtype
+                        for t, buf in zip(leaves, self.bufs)))
+        if not fits:
+            self.pieces = ([] if self.bufs is None or not self.pos else [self._so_far()]) + [b]
+            self.bufs = None
+            return
+        for t, buf in zip(leaves, self.bufs):
+            buf[self.pos:self.pos + k] = t
+        self.pos += k
+
+    def _so_far(self) -> Any:
+        res = [buf[:self.pos] if self.pos == len(buf) else buf[:self.pos].clone() for buf in self.bufs]
+        return _unflatten_batch(res, self.spec)
+
+    def result(self) -> Any:
+        return _cat(self.pieces) if self.pieces is not None else self._so_far()
+
+
+def _flatten_batch(b: Any) -> tuple[list[Tensor], Any]:
+    "The tensors of `b` (a tensor or nested lists/tuples of them) and the structure to rebuild it."
+    if isinstance(b, Tensor):
+        return [b], None
+    if isinstance(b, (list, tuple)):
+        leaves, specs = [], []
+        for o in b:
+            ls, sp = _flatten_batch(o)
+            leaves += ls
+            specs.append((len(ls), sp))
+        return leaves, (type(b), tuple(specs))
+    return [], ('other', repr(type(b)))
+
+
+def _unflatten_batch(leaves: list[Tensor], spec: Any) -> Any:
+    if spec is None:
+        return leaves[0]
+    _, specs = spec
+    res, i = [], 0
+    for n, sp in specs:
+        res.append(_unflatten_batch(leaves[i:i + n], sp))
+        i += n
+    return res   # a list, whatever the batch held, as concatenating gives it
 
 
 def _cat(batches: list) -> Any:

@@ -23,8 +23,8 @@ from .callback import AdamW, AverageMetric, Callback, CallbackHandler, OptimWrap
 from .core import PathOrStr, camel2snake, did_you_mean, even_mults, ifnone, is_listy, listify, noop
 from .progress import PlainMasterBar, master_bar, no_progress, progress_bar
 from .serialization import atomic_save, import_fastlib_modules, safe_load
-from .torch_core import (bn_types, defaults, flatten_model, get_model, grab_idx, remove_module_load, requires_grad,
-                         split_model, to_detach, to_device)
+from .torch_core import (bn_types, defaults, distrib_barrier, flatten_model, get_model, grab_idx, rank_distrib,
+                         remove_module_load, requires_grad, split_model, to_detach, to_device)
 
 __all__ = ['Learner', 'LearnerCallback', 'Recorder', 'RecordOnCPU', 'fit', 'loss_batch', 'train_epoch', 'validate',
            'get_preds', 'load_learner', 'AdamW', 'format_time']
@@ -281,13 +281,18 @@ class Learner:
         return file if file.is_absolute() or file.suffix else self.path / self.model_dir / f'{file}.pth'
 
     def save(self, file: PathOrStr | None = None, return_path: bool = False, with_opt: bool = True) -> Path | None:
-        "Save the model (and optimizer when `with_opt`) to `path/model_dir/file.pth`, atomically."
+        """Save the model (and optimizer when `with_opt`) to `path/model_dir/file.pth`, atomically.
+
+        In distributed training every rank calls it: rank 0 writes, and every rank returns once the file is there.
+        """
         target = self._model_file(ifnone(file, 'model'))
-        state: dict[str, Any] = {'model': get_model(self.model).state_dict()}
-        if with_opt and self.opt is not None:
-            state['opt'] = self.opt.state_dict()
-        _writable_dir(target.parent, 'learn.model_dir')
-        atomic_save(state, target)
+        if rank_distrib() == 0:
+            state: dict[str, Any] = {'model': get_model(self.model).state_dict()}
+            if with_opt and self.opt is not None:
+                state['opt'] = self.opt.state_dict()
+            _writable_dir(target.parent, 'learn.model_dir')
+            atomic_save(state, target)
+        distrib_barrier()
         return target if return_path else None
 
     def load(self, file: PathOrStr | None = None, device: torch.device | None = None, strict: bool = True,
@@ -321,9 +326,15 @@ class Learner:
         """Write what inference needs (model, data processing, loss) to `path/file`, atomically.
 
         The file is a `torch.save` archive that `load_learner` opens without running code from it (see
-        `fastlib.serialization`); it loads on a CPU-only machine even when written on a GPU.
+        `fastlib.serialization`); it loads on a CPU-only machine even when written on a GPU. In distributed
+        training rank 0 writes it and the other ranks wait for it.
         """
         target = self.path / file
+        if rank_distrib() != 0:
+            distrib_barrier()
+            if destroy:
+                self.destroy()
+            return target
         model, layer_groups = _exportable(get_model(self.model), self.layer_groups)
         state = {'cls': f'{type(self).__module__}.{type(self).__qualname__}', 'model': model,
                  'layer_groups': layer_groups, 'data': self.data.export_state(), 'opt_func': self.opt_func,
@@ -334,6 +345,7 @@ class Learner:
         header = {'fastlib_export': 1, 'modules': _fastlib_modules_in(state, body), 'body': body.getvalue()}
         _writable_dir(target.parent, 'learn.path')
         atomic_save(header, target)
+        distrib_barrier()
         if destroy:
             self.destroy()
         return target
@@ -849,6 +861,8 @@ class Recorder(LearnerCallback):
     def plot_lr(self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0,
                 return_fig: bool | None = None) -> Any:
         "Plot the learning rate (and momentum when `show_moms`) of each iteration."
+        if rank_distrib() != 0:
+            return None  # in distributed training, rank 0 draws
         import matplotlib.pyplot as plt
         lrs = _split_list(self.lrs, skip_start, skip_end)
         iterations = _split_list(range_of_list(self.lrs), skip_start, skip_end)
@@ -873,6 +887,8 @@ class Recorder(LearnerCallback):
     def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False,
              return_fig: bool | None = None, show_grid: bool = False, **kwargs: Any) -> Any:
         "Plot loss against learning rate (after `lr_find`); with `suggestion`, mark the suggested rates."
+        if rank_distrib() != 0:
+            return None  # in distributed training, rank 0 draws
         import matplotlib.pyplot as plt
         lrs = [lr[-1] if is_listy(lr) or isinstance(lr, np.ndarray) else lr for lr in self.lrs]
         losses = self.losses[:len(lrs)]
@@ -905,6 +921,8 @@ class Recorder(LearnerCallback):
     def plot_losses(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None,
                     show_grid: bool = False) -> Any:
         "Plot the training loss of each iteration and the validation loss at each epoch end."
+        if rank_distrib() != 0:
+            return None  # in distributed training, rank 0 draws
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(1, 1)
         losses = _split_list(self.losses, skip_start, skip_end)
@@ -926,6 +944,8 @@ class Recorder(LearnerCallback):
     def plot_metrics(self, skip_start: int = 0, skip_end: int = 0, return_fig: bool | None = None,
                      show_grid: bool = False) -> Any:
         "Plot each metric at each epoch end."
+        if rank_distrib() != 0:
+            return None  # in distributed training, rank 0 draws
         import matplotlib.pyplot as plt
         if not self.metrics:
             raise ValueError("There are no metrics to plot: pass metrics=[...] to the Learner and train.")

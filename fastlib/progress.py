@@ -15,7 +15,7 @@ from typing import Any
 
 from fastprogress import fastprogress as fp
 
-from .torch_core import defaults
+from .torch_core import defaults, rank_distrib
 
 __all__ = ['master_bar', 'progress_bar', 'no_progress', 'progress_mode', 'PlainMasterBar', 'PlainProgressBar']
 
@@ -103,7 +103,9 @@ class PlainMasterBar:
 
 
 def master_bar(gen: Iterable, total: int | None = None) -> Any:
-    "The outer (epoch) bar for the current display mode."
+    "The outer (epoch) bar for the current display mode (showing nothing on the ranks but 0 of distributed training)."
+    if rank_distrib() != 0:
+        return PlainMasterBar(gen, total=total, show=False)
     mode = progress_mode()
     if mode == 'notebook':
         return fp.NBMasterBar(gen, total=total)

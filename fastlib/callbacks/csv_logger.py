@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..basic_train import Learner, LearnerCallback, format_time
+from ..torch_core import rank_distrib
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,6 +19,7 @@ class CSVLogger(LearnerCallback):
 
     Each row is written and the file closed at the end of its epoch, so a crash keeps the rows of the epochs
     that finished. With `append`, rows go after those of an existing file (its header is not repeated).
+    In distributed training only rank 0 writes (every rank has the same numbers).
     """
 
     def __init__(self, learn: Learner, filename: str = 'history', append: bool = False):
@@ -34,6 +36,8 @@ class CSVLogger(LearnerCallback):
         "Write the header, or with `append` check that the existing file has the same columns."
         self.names = list(self.learn.recorder.names)
         self.add_time = 'time' in self.names
+        if rank_distrib() != 0:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.append and self.path.is_file() and self.path.stat().st_size > 0:
             with self.path.open(newline='') as f:
@@ -52,6 +56,8 @@ class CSVLogger(LearnerCallback):
 
     def on_epoch_end(self, epoch: int, smooth_loss: Any, last_metrics: list | None, **kwargs: Any) -> None:
         "Append this epoch's row (and close the file, so the row is on disk if training crashes later)."
+        if rank_distrib() != 0:
+            return
         n_stats = len(self.names) - int(self.add_time)
         stats = [epoch, smooth_loss] + list(last_metrics or [])
         stats += [None] * (n_stats - len(stats))  # validation skipped: '#na#' in its columns, as in the table

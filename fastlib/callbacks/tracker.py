@@ -11,6 +11,7 @@ from torch import Tensor
 from ..basic_train import Learner, LearnerCallback
 from ..callback import Callback
 from ..core import atomic_write, did_you_mean
+from ..torch_core import rank_distrib
 
 __all__ = ['TerminateOnNaNCallback', 'TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback',
            'ReduceLROnPlateauCallback', 'TrackEpochCallback']
@@ -44,7 +45,7 @@ class TerminateOnNaNCallback(Callback):
                      **kwargs: Any) -> dict | None:
         if not (train and self.stop):
             return None
-        print(f'Epoch {epoch}, batch {num_batch}: the training loss is {float(last_loss)}; stopping training '
+        _say(f'Epoch {epoch}, batch {num_batch}: the training loss is {float(last_loss)}; stopping training '
               '(this batch did not update the weights).')
         return {'stop_epoch': True, 'stop_training': True, 'skip_validate': True}
 
@@ -133,7 +134,7 @@ class EarlyStoppingCallback(TrackerCallback):
             return None
         self.wait += 1
         if self.wait > self.patience:
-            print(f'Epoch {epoch}: early stopping ({self.monitor} has not improved for {self.wait} epochs; '
+            _say(f'Epoch {epoch}: early stopping ({self.monitor} has not improved for {self.wait} epochs; '
                   f'best {self.best:.6f}).')
             return {'stop_training': True}
         return None
@@ -142,6 +143,9 @@ class EarlyStoppingCallback(TrackerCallback):
 class SaveModelCallback(TrackerCallback):
     """Save the model with `learn.save`: as `name` whenever `monitor` improves (`every='improvement'`), loading the
     best one back at the end of training, or as `{name}_{epoch}` after every epoch (`every='epoch'`).
+
+    In distributed training rank 0 writes the file (`learn.save` makes the others wait for it) and every rank
+    loads the best model back.
     """
 
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
@@ -171,7 +175,7 @@ class SaveModelCallback(TrackerCallback):
             return
         current = self.get_monitor_value(last_metrics, smooth_loss)
         if current is not None and self.is_improvement(current):
-            print(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
+            _say(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
             self.best = current
             self.learn.save(self.name)
             self._saved_this_run = True
@@ -214,7 +218,7 @@ class ReduceLROnPlateauCallback(TrackerCallback):
             # below min_lr is left alone (reducing must never raise a learning rate).
             lrs = self.opt.read_val('lr')
             self.opt.lr = [max(lr * self.factor, self.min_lr) if lr > self.min_lr else lr for lr in lrs]
-            print(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
+            _say(f'Epoch {epoch}: reducing lr to {self.opt.lr}')
 
 
 class TrackEpochCallback(LearnerCallback):
@@ -239,12 +243,20 @@ class TrackEpochCallback(LearnerCallback):
             return -1
 
     def on_epoch_end(self, epoch: int, **kwargs: Any) -> None:
+        if rank_distrib() != 0:
+            return   # distributed training: rank 0 writes, every rank has the same epoch
         with atomic_write(self.path, 'w') as f:  # a crash mid-write leaves the previous number intact
             f.write(f'{epoch}')
 
     def restart(self) -> None:
         "Forget the epochs written so far: the next run starts at epoch 0."
         self.path.unlink(missing_ok=True)
+
+
+def _say(message: str) -> None:
+    "Print `message`, once in distributed training (on rank 0)."
+    if rank_distrib() == 0:
+        print(message)
 
 
 def _lower_is_better(name: str) -> bool:

@@ -505,6 +505,12 @@ class Learner:
         from .train import to_fp16
         return to_fp16(self, loss_scale, max_noskip, dynamic, clip, flat_master, max_scale, loss_fp32)
 
+    def to_distributed(self, cuda_id: int | None = None, cache_dir: str = 'tmp', sync_bn: bool = False,
+                       **kwargs: Any) -> Learner:
+        "Train with DistributedDataParallel on GPU `cuda_id` (None: CPU), `sync_bn` for SyncBatchNorm (see `fastlib.distributed`)."
+        from .distributed import to_distributed
+        return to_distributed(self, cuda_id, cache_dir=cache_dir, sync_bn=sync_bn, **kwargs)
+
     def to_bf16(self) -> Learner:
         "Train with bfloat16 autocast (no loss scaling needed)."
         from .train import to_bf16

@@ -258,7 +258,7 @@ class DistributedTrainer(LearnerCallback):
         self.old_model, self.old_valid = learn.model, learn.data.valid_dl.dl
         self.active = True  # from here on_train_end undoes what follows, even if it fails half-way
         device_ids = [self.cuda_id] if self.cuda_id is not None and learn.data.device.type == 'cuda' else None
-        learn.model = nn.parallel.DistributedDataParallel(learn.model, device_ids=device_ids, **self.ddp_kwargs)
+        learn.model = _DDP(learn.model, device_ids=device_ids, **self.ddp_kwargs)
         self.valid_counts: list[list[int]] = []
         if not learn.data.empty_val:
             learn.data.valid_dl.dl = self._valid_loader(self.old_valid)
@@ -338,6 +338,15 @@ class DistributedTrainer(LearnerCallback):
             warnings.warn(f"Rank {self.rank} of {self.world} stopped training with {type(exception).__name__}: "
                           f"{exception}. The other ranks stop when the launcher ends them, or after the process "
                           f"group's timeout.")
+
+
+class _DDP(nn.parallel.DistributedDataParallel):
+    "DistributedDataParallel with the `reset` of recurrent models (RNNTrainer resets the hidden state each epoch)."
+
+    def reset(self) -> None:
+        "Call the wrapped model's `reset`, when it has one."
+        if callable(getattr(self.module, 'reset', None)):
+            self.module.reset()
 
 
 def _check_shardable(dl: DataLoader, name: str) -> None:

@@ -24,12 +24,13 @@ sys.path.insert(0, str(SCRIPTS))
 import tiny_ddp  # noqa: E402
 
 
-def _launch(out_dir: Path, mode: str, timeout: float = 120, dist_timeout: float = 60) -> subprocess.CompletedProcess:
-    "Run tiny_ddp.py on 2 processes through fastlib.launch (a hang fails the test at `timeout`)."
+def _launch(out_dir: Path, mode: str, timeout: float = 120, dist_timeout: float = 60,
+            script: str = 'tiny_ddp.py') -> subprocess.CompletedProcess:
+    "Run `script` on 2 processes through fastlib.launch (a hang fails the test at `timeout`)."
     env = {**os.environ, 'FASTLIB_DIST_TIMEOUT': str(dist_timeout), 'OMP_NUM_THREADS': '1',
            'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
     cmd = [sys.executable, '-m', 'fastlib.launch', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
-           '--master_port', str(_free_port()), str(SCRIPTS / 'tiny_ddp.py'), str(out_dir), mode]
+           '--master_port', str(_free_port()), str(SCRIPTS / script), str(out_dir), mode]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -108,6 +109,16 @@ def test_mixed_precision_under_ddp(tmp_path):
     r0, r1 = (json.loads((tmp_path / f'rank{r}.json').read_text()) for r in range(2))
     assert r0['val_losses'] == r1['val_losses'] and r0['weights'] == r1['weights']
     assert r0['val_losses'][-1] < 1.1   # it trains (chance level is log(3) = 1.099)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind', ['vision', 'text'])
+def test_cnn_and_text_classifier_under_ddp(tmp_path, kind):
+    "A CNN (batch norm) and an AWD-LSTM classifier (reset each epoch; padded texts of other lengths on each rank)."
+    proc = _launch(tmp_path, kind, timeout=240, script='domains.py')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f'rank{r}.json').read_text()) for r in range(2))
+    assert r0 == r1 and len(r0['val_losses']) == 1
 
 
 # --- Without a process group -----------------------------------------------------------------------------
@@ -211,14 +222,30 @@ def test_shards_and_restores_in_a_world_of_one(monkeypatch):
 
         class Spy(basic_train.Callback):
             def on_batch_begin(self, **kwargs):
-                seen.append(type(learn.model).__name__)
+                seen.append(isinstance(learn.model, nn.parallel.DistributedDataParallel))
 
         ref = learn.validate()
         learn.fit(1, 1e-3, callbacks=[Spy()])
-        assert set(seen) == {'DistributedDataParallel'}
+        assert seen and all(seen)
         assert type(learn.model).__name__ == 'Sequential' and learn.data.valid_dl.dl is valid_dl
         assert learn.recorder.val_losses[0] == pytest.approx(learn.validate()[0], rel=1e-5)
         assert learn.validate()[0] != ref[0]   # it trained
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_loader_that_builds_its_own_batches_is_refused(monkeypatch):
+    class OwnBatches(torch.utils.data.DataLoader):
+        def __iter__(self):
+            yield from super().__iter__()
+
+    _init_single_process_group(monkeypatch)
+    try:
+        learn = fake_learner()
+        learn.data.train_dl.dl = OwnBatches(learn.data.train_ds, batch_size=8)
+        with pytest.raises(TypeError, match=r"the training loader \(OwnBatches\) builds its batches itself \(e.g. a "
+                                            r"tabular or language-model loader\)\. Train this kind of data on one"):
+            learn.to_distributed()
     finally:
         torch.distributed.destroy_process_group()
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 from .core import PathOrStr, ifnone, is_listy, listify
 from .layers import CrossEntropyFlat, MSELossFlat
 from .serialization import atomic_save, safe_load
-from .torch_core import data_collate, defaults, to_detach, to_device
+from .torch_core import data_collate, defaults, distrib_barrier, rank_distrib, to_detach, to_device
 
 __all__ = ['DatasetType', 'DeviceDataLoader', 'CollateThenTfms', 'DataBunch', 'load_data', 'EmptyDataset']
 
@@ -315,8 +315,10 @@ class DataBunch:
         return _show_plain_batch(x, y, n_items, self.classes)
 
     def export(self, file: PathOrStr = 'export.pkl') -> None:
-        "Save what is needed to process new items for prediction to `path/file` (see `Learner.export`)."
-        atomic_save({'fastlib_data_export': 1, 'state': self.export_state()}, self.path / file)
+        "Save what is needed to process new items for prediction to `path/file` (see `Learner.export`; rank 0 writes)."
+        if rank_distrib() == 0:
+            atomic_save({'fastlib_data_export': 1, 'state': self.export_state()}, self.path / file)
+        distrib_barrier()
 
     def export_state(self) -> dict:
         """What `load_empty` needs to process new items for inference (see `Learner.export`).
@@ -363,10 +365,12 @@ class DataBunch:
         return cls(*loaders, path=path, no_check=True, collate_fn=collate_fn, **kwargs)
 
     def save(self, file: PathOrStr = 'data_save.pkl') -> None:
-        "Save the datasets to `path/file` (atomically); `load_data` rebuilds the DataBunch."
-        state = {'fastlib_data': 1, 'cls': _qualname(type(self)), 'train_ds': self.train_ds, 'valid_ds': self.valid_ds,
-                 'test_ds': self.test_ds}
-        atomic_save(state, self.path / file)
+        "Save the datasets to `path/file` (atomically; rank 0 writes); `load_data` rebuilds the DataBunch."
+        if rank_distrib() == 0:
+            state = {'fastlib_data': 1, 'cls': _qualname(type(self)), 'train_ds': self.train_ds,
+                     'valid_ds': self.valid_ds, 'test_ds': self.test_ds}
+            atomic_save(state, self.path / file)
+        distrib_barrier()
 
     @property
     def train_ds(self) -> Dataset:

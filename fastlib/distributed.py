@@ -276,9 +276,11 @@ class DistributedTrainer(LearnerCallback):
         "The training loader of this rank: the same batch size, over its shard."
         _check_shardable(dl, 'training')
         sampler = dl.sampler
-        if isinstance(sampler, (RandomSampler, SequentialSampler)):
-            shard = DistributedSampler(dl.dataset, self.world, self.rank, shuffle=isinstance(sampler, RandomSampler),
-                                       seed=self.shared_seed)
+        if isinstance(sampler, ShardSampler):   # a shard rebuilt by DeviceDataLoader (a new batch size, say)
+            sampler = sampler.sampler
+        if isinstance(sampler, (RandomSampler, SequentialSampler, DistributedSampler)):
+            shuffle = sampler.shuffle if isinstance(sampler, DistributedSampler) else isinstance(sampler, RandomSampler)
+            shard = DistributedSampler(dl.dataset, self.world, self.rank, shuffle=shuffle, seed=self.shared_seed)
         else:
             shard = ShardSampler(sampler, self.world, self.rank, seed=self.shared_seed)
         # Keep the last short batch when the shard holds fewer items than a batch (as DataBunch.create does).

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import RandomSampler, SequentialSampler
 
-from fastlib import basic_train, distributed, progress
+from fastlib import basic_data, basic_train, distributed, progress
 from fastlib.basic_train import load_learner
 from fastlib.callbacks import CSVLogger, SaveModelCallback, csv_logger, tracker
 from fastlib.distributed import ShardSampler, gather_batch, setup_distrib, valid_shard_plan
@@ -215,7 +215,6 @@ def test_shards_and_restores_in_a_world_of_one(monkeypatch):
     _init_single_process_group(monkeypatch)
     try:
         learn = fake_learner(train_length=64, valid_length=37, batch_size=8)
-        valid_dl = learn.data.valid_dl.dl
         learn.to_distributed(seed=3)
         assert isinstance(learn.data.train_dl.dl.sampler, torch.utils.data.DistributedSampler)
         seen = []
@@ -225,7 +224,11 @@ def test_shards_and_restores_in_a_world_of_one(monkeypatch):
                 seen.append(isinstance(learn.model, nn.parallel.DistributedDataParallel))
 
         ref = learn.validate()
+        learn.data.batch_size = 4   # DeviceDataLoader rebuilds the loader around the shard: still one shard
+        valid_dl = learn.data.valid_dl.dl
         learn.fit(1, 1e-3, callbacks=[Spy()])
+        assert type(learn.data.train_dl.dl.sampler) is torch.utils.data.DistributedSampler
+        assert len(learn.data.train_dl) == 64 // 4
         assert seen and all(seen)
         assert type(learn.model).__name__ == 'Sequential' and learn.data.valid_dl.dl is valid_dl
         assert learn.recorder.val_losses[0] == pytest.approx(learn.validate()[0], rel=1e-5)
@@ -251,10 +254,13 @@ def test_loader_that_builds_its_own_batches_is_refused(monkeypatch):
 
 
 def test_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
-    "Faking rank 1: save, export, CSVLogger, SaveModelCallback and plots write or draw nothing."
-    for module in (basic_train, csv_logger, tracker, progress):
+    "Faking rank 1: save, export (learner and data), CSVLogger, SaveModelCallback and plots write or draw nothing."
+    for module in (basic_train, basic_data, csv_logger, tracker, progress):
         monkeypatch.setattr(module, 'rank_distrib', lambda: 1)
     learn = fake_learner(path=tmp_path)
+    learn.data.path = tmp_path
+    learn.data.save()
+    learn.data.export()
     learn.fit(1, 1e-2, callbacks=[CSVLogger(learn), SaveModelCallback(learn, every='epoch', name='m')])
     assert learn.save('x', return_path=True) == tmp_path / 'models' / 'x.pth'
     learn.export()

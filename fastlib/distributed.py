@@ -265,7 +265,7 @@ class DistributedTrainer(LearnerCallback):
         self.smoother = SmoothenValue(0.98)
 
     def _agreed_seed(self) -> int:
-        "A seed drawn on rank 0 and sent to every rank (each fit shuffles differently, the same way everywhere)."
+        "A seed drawn on rank 0 and sent to every rank, so every rank shuffles the same way (the epoch varies it)."
         t = torch.randint(0, 2 ** 31 - 1, (1,), dtype=torch.long)
         if dist.get_backend() == 'nccl':
             t = t.cuda()

@@ -131,6 +131,11 @@ class DeviceDataLoader:
         return b
 
     def __iter__(self) -> Iterator[Any]:
+        if getattr(self.dl, 'drop_last', False) and len(self.dl) == 0 and len(self.dl.dataset) > 0:
+            # else a fit on this loader silently does nothing
+            raise ValueError(f"This loader gives no batch: its {len(self.dl.dataset)} items are fewer than the batch "
+                             f"size {self.batch_size} and drop_last=True drops the incomplete batch. Lower the batch "
+                             f"size (e.g. dl.new(batch_size={len(self.dl.dataset)})) or pass drop_last=False.")
         for b in self.dl:
             yield self.proc_batch(b)
 

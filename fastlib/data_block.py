@@ -33,7 +33,7 @@ from .torch_core import data_collate, defaults
 __all__ = ['get_files', 'ItemBase', 'Category', 'MultiCategory', 'FloatItem', 'EmptyLabel', 'PreProcessor',
            'ItemList', 'EmptyLabelList', 'CategoryProcessor', 'CategoryListBase', 'CategoryList',
            'MultiCategoryProcessor', 'MultiCategoryList', 'FloatList', 'ItemLists', 'LabelLists', 'LabelList',
-           'MixedProcessor', 'MixedItem', 'MixedItemList', 'df_names_to_idx']
+           'MixedProcessor', 'MixedItem', 'MixedItemList', 'df_names_to_idx', 'csv_file']
 
 
 def _register_fastlib_class(cls: type) -> None:
@@ -164,6 +164,18 @@ def _to_array(items: Any) -> np.ndarray:
             res[i] = o
         return res
     return np.array(items, dtype=object if any(isinstance(o, Path) for o in items[:1]) else None)
+
+
+def csv_file(fn: PathOrStr) -> Path:
+    "`fn` as a Path, or a FileNotFoundError naming the CSV files in its folder (to read before `pd.read_csv`)."
+    fn = Path(fn)
+    if fn.is_file():
+        return fn
+    if not fn.parent.is_dir():
+        raise FileNotFoundError(f"No CSV file at {fn}: the folder {fn.parent} does not exist. Check the path.")
+    found = sorted(p.name for p in fn.parent.iterdir() if p.suffix.lower() in ('.csv', '.tsv', '.txt', '.gz'))
+    hint = did_you_mean(fn.name, found) or (f" Files there: {found[:20]}." if found else " No CSV files there.")
+    raise FileNotFoundError(f"No CSV file at {fn}.{hint} Pass the file name relative to `path`.")
 
 
 def df_names_to_idx(names: int | str | Sequence, df: pd.DataFrame) -> list[int]:
@@ -339,6 +351,9 @@ class ItemList:
     def from_df(cls, df: pd.DataFrame, path: PathOrStr = '.', cols: int | str | Sequence = 0,
                 processor: Any = None, **kwargs: Any) -> ItemList:
         "The values of the columns `cols` of `df` (names or positions); the DataFrame is kept for labelling."
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"{cls.__name__}.from_df takes a pandas DataFrame, not {type(df).__name__}: make one with "
+                            f"pd.DataFrame(...) or read it with pd.read_csv.")
         if len(df) == 0:
             raise ValueError("The DataFrame is empty (0 rows): there are no items to build a dataset from.")
         inputs = df.iloc[:, df_names_to_idx(cols, df)]
@@ -353,7 +368,7 @@ class ItemList:
     def from_csv(cls, path: PathOrStr, csv_name: str, cols: int | str | Sequence = 0, delimiter: str | None = None,
                  header: str | int | None = 'infer', processor: Any = None, **kwargs: Any) -> ItemList:
         "The values of the columns `cols` of the CSV file `path/csv_name`."
-        df = pd.read_csv(Path(path) / csv_name, delimiter=delimiter, header=header)
+        df = pd.read_csv(csv_file(Path(path) / csv_name), delimiter=delimiter, header=header)
         return cls.from_df(df, path=path, cols=cols, processor=processor, **kwargs)
 
     def _relative_item_path(self, i: int) -> Path:
@@ -507,7 +522,8 @@ class ItemList:
             raise RuntimeError("Split the data before labelling it (use `split_none()` for no validation set).")
         labels = _to_array(labels)
         if len(labels) != len(self):
-            raise ValueError(f"There are {len(self)} items but {len(labels)} labels.")
+            raise ValueError(f"There are {len(self)} items but {len(labels)} labels: give one label per item, in "
+                             f"the order of the items.")
         label_cls = self.get_label_cls(labels, label_cls=label_cls, **kwargs)
         y = label_cls(labels, path=self.path, **kwargs)
         return self._label_list(x=self, y=y)
@@ -759,6 +775,11 @@ class FloatList(ItemList):
         except (TypeError, ValueError):
             bad = [_plain(o) for o in items.reshape(-1)[:1000] if not _is_number(o)][:5]
             raise ValueError(f"Regression targets must be numbers; found {bad}. Convert or drop them.") from None
+        bad = ~np.isfinite(items.reshape(len(items), -1)).all(1) if items.size else np.zeros(0, bool)
+        if bad.any():   # one inf or NaN target makes the loss, and so every weight, NaN
+            raise ValueError(f"{int(bad.sum())} regression target(s) are infinite or NaN, e.g. at positions "
+                             f"{np.flatnonzero(bad)[:5].tolist()}: {items[bad][:3].tolist()}. Drop or fix "
+                             f"those rows (or clip the values) before labelling.")
         if log:
             if (items <= 0).any():
                 raise ValueError("FloatList(log=True) needs positive targets; some are <= 0.")

@@ -45,7 +45,10 @@ class CollabDataBunch(TabularDataBunch):
                 device: torch.device | None = None, collate_fn: Callable = data_collate,
                 no_check: bool = False) -> CollabDataBunch:
         "A CollabDataBunch from `ratings` (default columns: user, item, rating = the first three), a random `valid_pct` split (`seed`) and an optional `test` DataFrame."
-        if not isinstance(ratings, pd.DataFrame) or len(ratings) == 0:
+        if not isinstance(ratings, pd.DataFrame):
+            raise TypeError(f"CollabDataBunch.from_df takes a pandas DataFrame of ratings, not {type(ratings).__name__} "
+                            f"(e.g. pd.DataFrame(array, columns=['user', 'item', 'rating'])).")
+        if len(ratings) == 0:
             raise ValueError("The ratings DataFrame is empty (0 rows): there is nothing to learn from.")
         if len(ratings.columns) < 3 and None in (user_name, item_name, rating_name):
             raise ValueError(f"The ratings DataFrame needs a user, an item and a rating column; it has "

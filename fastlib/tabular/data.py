@@ -79,6 +79,12 @@ def _numeric_conts(df: pd.DataFrame, cont_names: Sequence[str]) -> None:
                              f"(e.g. df[{name!r}] = pd.to_numeric(df[{name!r}], errors='coerce') to make them "
                              f"missing), or list the column in cat_names.")
         df[name] = converted
+    for name in cont_names:   # inf passes FillMissing and makes Normalize's mean and std (and so every value) NaN
+        inf = np.isinf(df[name].to_numpy(dtype=np.float64, na_value=np.nan))
+        if inf.any():
+            raise ValueError(f"The continuous column {name!r} holds infinite values ({int(inf.sum())} in all, e.g. at "
+                             f"rows {df.index[inf][:5].tolist()}). Make them missing so FillMissing fills them "
+                             f"(df[{name!r}] = df[{name!r}].replace([np.inf, -np.inf], np.nan)), or clip them.")
 
 
 @register_safe_globals

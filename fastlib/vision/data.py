@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ..basic_data import DataBunch, DatasetType
 from ..core import PathOrStr, atomic_write, ifnone
 from ..data_block import (CategoryList, EmptyLabel, ItemList, LabelList, LabelLists, MultiCategoryList,
-                          MultiCategoryProcessor, PreProcessor, get_files)
+                          MultiCategoryProcessor, PreProcessor, csv_file, get_files)
 from ..layers import CrossEntropyFlat, MSELossFlat
 from ..serialization import register_safe_globals
 from ..torch_core import data_collate, to_data
@@ -268,6 +268,16 @@ class ImageList(ItemList):
         self.sizes[i] = res.size
         return res
 
+    def process_one(self, item: Any, processor: Any = None) -> Any:
+        "One item to predict: an `Image`, or the path of an image file (opened as this list opens its items)."
+        if isinstance(item, (str, os.PathLike)):
+            item = self.open(item)
+        if not isinstance(item, Image):
+            raise TypeError(f"predict takes an Image (e.g. open_image(path)) or the path of an image file, not a "
+                            f"{type(item).__name__}. Wrap a tensor of pixels as Image(t), t shaped (channels, height, "
+                            f"width) with values in [0, 1].")
+        return super().process_one(item, processor)
+
     @classmethod
     def from_folder(cls, path: PathOrStr = '.', extensions: Collection[str] | None = None, **kwargs: Any) -> ImageList:
         "The image files in `path` and its subfolders (`extensions` default: the image ones)."
@@ -290,7 +300,8 @@ class ImageList(ItemList):
     def from_csv(cls, path: PathOrStr, csv_name: str, header: Any = 'infer', delimiter: str | None = None,
                  **kwargs: Any) -> ImageList:
         "The files named in the CSV file `path/csv_name` (see `from_df`)."
-        df = pd.read_csv(Path(path) / csv_name, header=header, **({} if delimiter is None else {'delimiter': delimiter}))
+        df = pd.read_csv(csv_file(Path(path) / csv_name), header=header,
+                         **({} if delimiter is None else {'delimiter': delimiter}))
         return cls.from_df(df, path=path, **kwargs)
 
     def reconstruct(self, t: Tensor, x: Any = None) -> Image:
@@ -629,7 +640,8 @@ class ImageDataBunch(DataBunch):
                  header: Any = 'infer', **kwargs: Any) -> ImageDataBunch:
         "Images named in the CSV file `path/csv_labels` (see `from_df`)."
         path = Path(path)
-        df = pd.read_csv(path / csv_labels, header=header, **({} if delimiter is None else {'delimiter': delimiter}))
+        df = pd.read_csv(csv_file(path / csv_labels), header=header,
+                         **({} if delimiter is None else {'delimiter': delimiter}))
         return cls.from_df(path, df, folder=folder, label_delim=label_delim, valid_pct=valid_pct, seed=seed,
                            fn_col=fn_col, label_col=label_col, suffix=suffix, **kwargs)
 
@@ -679,6 +691,7 @@ class ImageDataBunch(DataBunch):
             raise ValueError("This DataBunch is normalized already: call normalize once.")
         if stats is None:
             stats = self.batch_stats()
+        _check_stats(stats, self.train_ds[0][0].data.shape[0] if len(self.train_ds) else None)
         self.stats = stats
         # In place: the loaders' first transform (ImageBatchTransform) hands over batches nobody else holds.
         self.norm, self.denorm = normalize_funcs(*stats, do_x=do_x, do_y=do_y, inplace=True)
@@ -688,6 +701,20 @@ class ImageDataBunch(DataBunch):
 
 
 ImageList._bunch = ImageDataBunch
+
+
+def _check_stats(stats: Any, n_channels: int | None) -> None:
+    "Raise a clear error unless `stats` is (mean, std) with one positive std (and one mean) per channel, or one for all."
+    try:
+        mean, std = (torch.as_tensor(o, dtype=torch.float32) for o in stats)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"normalize takes stats = (mean, std), each one number per channel, e.g. imagenet_stats or "
+                        f"([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]); not {stats!r}.") from None
+    if n_channels is not None and (mean.numel() not in (1, n_channels) or std.numel() not in (1, n_channels)):
+        raise ValueError(f"The stats hold {mean.numel()} mean(s) and {std.numel()} std(s), but the images have "
+                         f"{n_channels} channel(s): give one value per channel (or one for all).")
+    if not (std > 0).all():
+        raise ValueError(f"The stds of the stats must be > 0 (dividing by them), not {std.tolist()}.")
 
 
 def _warn_empty_class_folders(folder: Path) -> None:

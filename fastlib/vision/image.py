@@ -16,6 +16,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,14 @@ def bb2hw(a: Sequence[float]) -> np.ndarray:
 
 def tis2hw(size: int | Sequence[int]) -> tuple[int, int]:
     "`size` (an int, (h, w) or (c, h, w)) as (h, w)."
-    if isinstance(size, int):
-        return size, size
-    size = tuple(int(o) for o in size)
-    return size[-2:]
+    try:
+        hw = (size, size) if isinstance(size, Integral) else tuple(int(o) for o in size)[-2:]
+    except (TypeError, ValueError):
+        hw = ()
+    if isinstance(size, str) or len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"size must be a positive int or a (height, width) pair of them, e.g. size=224 or "
+                         f"size=(224, 320); not {size!r}.")
+    return hw
 
 
 def _open_pil(fn: PathOrStr, convert_mode: str, after_open: Callable | None) -> PIL.Image.Image:

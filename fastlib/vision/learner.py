@@ -107,6 +107,10 @@ _default_meta = {'cut': None, 'split': _default_split}
 
 def _fastlib_arch(arch: Callable) -> Callable:
     "torchvision's own builder (`torchvision.models.resnet34`) -> fastlib's wrapper taking `pretrained`."
+    if not callable(arch):
+        example = f"models.{arch}" if isinstance(arch, str) and hasattr(models, arch) else 'models.resnet34'
+        raise TypeError(f"The architecture must be a function that builds the model, e.g. {example}, not the "
+                        f"{type(arch).__name__} {arch!r}.")
     if getattr(arch, '__module__', '').startswith('torchvision.models'):
         wrapper = getattr(models.torchvision_models, getattr(arch, '__name__', ''), None)
         if wrapper is not None:
@@ -183,6 +187,9 @@ def _n_classes(data: DataBunch, who: str) -> int:
     if nc is None:
         raise ValueError(f"{who}: the data does not say how many outputs the model needs (data.c is None). "
                          f"Label the data (e.g. label_from_folder) or build the model yourself and use Learner.")
+    if nc == 0:   # segmentation masks labelled without their codes
+        raise ValueError(f"{who}: the data has no classes (data.c == 0), so the model would have no outputs. For "
+                         f"segmentation pass the codes when labelling: label_from_func(get_mask, classes=codes).")
     return nc
 
 
@@ -232,8 +239,9 @@ def unet_learner(data: DataBunch, arch: Callable, pretrained: bool = True, blur_
     """A U-Net learner on `data`: the body of `arch` (`pretrained`: frozen; `cut`) as encoder of a `DynamicUnet`
     (`blur`, `blur_final`, `self_attention`, `y_range`, `last_cross`, `bottle`, `norm_type`), split at `split_on`."""
     meta = cnn_config(arch)
+    n_classes = _n_classes(data, 'unet_learner')
     body = create_body(arch, pretrained, cut)
-    model = DynamicUnet(body, n_classes=_n_classes(data, 'unet_learner'), img_size=_image_size(data), blur=blur,
+    model = DynamicUnet(body, n_classes=n_classes, img_size=_image_size(data), blur=blur,
                         blur_final=blur_final, self_attention=self_attention, y_range=y_range,
                         last_cross=last_cross, bottle=bottle, norm_type=norm_type)
     learn = VisionLearner(data, model, **learn_kwargs)

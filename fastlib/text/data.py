@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..basic_data import DataBunch, DatasetType
 from ..callback import Callback
 from ..core import PathOrStr, ifnone, is_listy
-from ..data_block import (EmptyLabelList, ItemBase, ItemList, ItemLists, LabelList, LabelLists, PreProcessor)
+from ..data_block import (EmptyLabelList, ItemBase, ItemList, ItemLists, LabelList, LabelLists, PreProcessor,
+                          csv_file)
 from ..layers import CrossEntropyFlat
 from ..serialization import register_safe_globals
 from ..torch_core import data_collate, to_data
@@ -210,6 +211,9 @@ class TextList(ItemList):
     _is_lm = False
 
     def __init__(self, items: Any, vocab: Vocab | None = None, pad_idx: int = 1, sep: str = ' ', **kwargs: Any):
+        if vocab is not None and not isinstance(vocab, Vocab):
+            raise TypeError(f"vocab must be a Vocab (e.g. data_lm.vocab, or Vocab(itos) for a list of tokens), not a "
+                            f"{type(vocab).__name__}.")
         super().__init__(items, **kwargs)
         self.vocab, self.pad_idx, self.sep = vocab, pad_idx, sep
         self.copy_new += ['vocab', 'pad_idx', 'sep']
@@ -286,6 +290,9 @@ class LanguageModelPreLoader(Callback):
 
     def __init__(self, dataset: LabelList, lengths: Sequence[int] | None = None, bs: int = 32, bptt: int = 70,
                  backwards: bool = False, shuffle: bool = False):
+        if isinstance(bptt, bool) or not isinstance(bptt, (int, np.integer)) or bptt < 1:
+            raise ValueError(f"bptt is the number of tokens in each row of a batch: a positive int (e.g. bptt=70), "
+                             f"not {bptt!r}.")
         self.dataset, self.bs, self.bptt, self.shuffle, self.backwards = dataset, bs, bptt, shuffle, backwards
         self.lengths = np.array([len(o) for o in dataset.x.items] if lengths is None else lengths, dtype=np.int64)
         self.n_tokens = int(self.lengths.sum())
@@ -449,6 +456,13 @@ class TextDataBunch(DataBunch):
                  **kwargs: Any) -> TextDataBunch:
         "A DataBunch of texts already numericalized with `vocab` (and their labels, for a classifier)."
         def _list(ids):
+            ids = [np.asarray(o, dtype=np.int64) for o in ids]
+            bad = [i for i, o in enumerate(ids) if len(o) and (o.min() < 0 or o.max() >= len(vocab.itos))]
+            if bad:
+                o = ids[bad[0]]
+                raise ValueError(f"{len(bad)} of the texts hold ids outside the vocabulary (0..{len(vocab.itos) - 1}), "
+                                 f"e.g. text {bad[0]} holds {int(o.max()) if o.max() >= len(vocab.itos) else int(o.min())}"
+                                 f". Pass the Vocab the ids were made with.")
             return TextList(_object_array([np.asarray(o, dtype=np.int64) for o in ids]), vocab=vocab, path=path,
                             processor=ifnone(processor, []))
         return cls._from_lists(path, _list, train_ids, valid_ids, test_ids, train_lbls, valid_lbls, classes, **kwargs)
@@ -476,6 +490,8 @@ class TextDataBunch(DataBunch):
                     test: Sequence | None, train_lbls: Sequence | None, valid_lbls: Sequence | None,
                     classes: Sequence | None, **kwargs: Any) -> TextDataBunch:
         "The DataBunch of the TextLists `make_list` builds from `train`, `valid` (and `test`), labelled when given."
+        if len(train) == 0:
+            raise ValueError("There are no training texts (the training list is empty): pass at least one text.")
         src = TextItemLists(path, make_list(train), make_list(valid))
         lbls = None if train_lbls is None else (train_lbls, valid_lbls)
         src = cls._label(src, classes=classes, lbls=lbls)
@@ -662,7 +678,7 @@ class TextClasDataBunch(TextDataBunch):
 
 def _read_csv(fn: Path, header: Any, delimiter: str | None) -> pd.DataFrame:
     "pd.read_csv (`delimiter=None` means a comma: pandas would otherwise guess it with its slow engine)."
-    return pd.read_csv(fn, header=header, delimiter=ifnone(delimiter, ','))
+    return pd.read_csv(csv_file(fn), header=header, delimiter=ifnone(delimiter, ','))
 
 
 def _lengths(ds: LabelList) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import html
 import re
+import warnings
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -430,10 +431,17 @@ class Vocab:
     @classmethod
     def create(cls, tokens: Iterable[Collection[str]], max_vocab: int = 60000, min_freq: int = 2) -> Vocab:
         "A vocabulary of the `max_vocab` most common of `tokens` (lists of tokens) seen at least `min_freq` times."
+        if max_vocab <= len(text_spec_tok):
+            raise ValueError(f"max_vocab={max_vocab} leaves no room for words: the vocabulary starts with the "
+                             f"{len(text_spec_tok)} special tokens ({', '.join(text_spec_tok)}). Use e.g. "
+                             f"max_vocab=60000.")
         freq = collections.Counter()
         for toks in tokens:
             freq.update(toks)
         itos = [w for w, c in freq.most_common(max_vocab) if c >= min_freq]
+        if freq and not set(itos) - set(text_spec_tok):
+            warnings.warn(f"No word of the texts occurs min_freq={min_freq} times, so the vocabulary holds only the "
+                          f"special tokens and every word becomes {UNK}. Lower min_freq (e.g. min_freq=1).")
         for w in reversed(text_spec_tok):  # the special tokens first, in their fixed order
             if w in itos:
                 itos.remove(w)

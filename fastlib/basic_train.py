@@ -125,18 +125,25 @@ def train_epoch(model: nn.Module, dl: DeviceDataLoader, opt: OptimWrapper, loss_
 
 
 def fit(epochs: int, learn: Learner, callbacks: Collection[Callback] | None = None,
-        metrics: Collection | None = None) -> None:
-    "Train `learn.model` for `epochs` epochs, firing the events on `callbacks` and `metrics`."
+        metrics: Collection | None = None, resume: dict | None = None) -> None:
+    """Train `learn.model` for `epochs` epochs, firing the events on `callbacks` and `metrics`.
+
+    `resume`: the `train_state` of a full-state checkpoint (see `SaveModelCallback`), whose model and optimizer
+    are already loaded: training continues from the epoch and batch where it was taken.
+    """
     cb_handler = CallbackHandler(callbacks, metrics)
-    pbar = master_bar(range(epochs))
+    pbar = master_bar(range(resume['epoch'] if resume else 0, epochs))
     cb_handler.on_train_begin(epochs, pbar=pbar, metrics=metrics)
+    if resume:
+        cb_handler.restore(resume)
     exception: BaseException | bool = False
     try:
         for epoch in pbar:
             learn.model.train()
             cb_handler.set_dl(learn.data.train_dl)
             cb_handler.on_epoch_begin()
-            for xb, yb in progress_bar(learn.data.train_dl, parent=pbar):
+            batches = progress_bar(learn.data.train_dl, parent=pbar)
+            for xb, yb in cb_handler.resume_batches(batches, _loader_generator(learn.data.train_dl)):
                 xb, yb = cb_handler.on_batch_begin(xb, yb)
                 loss = loss_batch(learn.model, xb, yb, learn.loss_func, learn.opt, cb_handler)
                 if cb_handler.on_batch_end(loss):
@@ -152,6 +159,12 @@ def fit(epochs: int, learn: Learner, callbacks: Collection[Callback] | None = No
         raise
     finally:
         cb_handler.on_train_end(exception)
+
+
+def _loader_generator(dl: Any) -> torch.Generator | None:
+    "The random generator a (device) data loader shuffles with, when it has its own."
+    gen = getattr(getattr(dl, 'dl', dl), 'generator', None)
+    return gen if isinstance(gen, torch.Generator) else None
 
 
 # --- Learner -----------------------------------------------------------------------------------------------
@@ -218,8 +231,13 @@ class Learner:
 
     def fit(self, epochs: int, lr: float | slice | Collection[float] | None = None,
             wd: float | Collection[float] | None = None, callbacks: Collection[Callback] | None = None,
-            progress: bool | None = None) -> None:
-        "Train for `epochs` epochs at learning rate `lr` (default `defaults.lr`) with weight decay `wd`."
+            progress: bool | None = None, resume: PathOrStr | None = None) -> None:
+        """Train for `epochs` epochs at learning rate `lr` (default `defaults.lr`) with weight decay `wd`.
+
+        `resume`: a full-state checkpoint (a name in `model_dir` or a path) written by `SaveModelCallback` during
+        an interrupted run of the same call: model, optimizer, schedules, random generators and history come back
+        and training continues from where the checkpoint was taken, ending as the uninterrupted run would.
+        """
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a whole number >= 0, not {epochs!r}.")
         lr = ifnone(lr, defaults.lr)
@@ -232,10 +250,30 @@ class Learner:
         else:
             self.opt.lr, self.opt.wd = lr, wd
         self._check_model_output()
+        train_state = self._load_train_state(resume, epochs) if resume is not None else None
         fns = self.callback_fns + [_lookup_callback(cb) for cb in listify(defaults.extra_callback_fns)]
         callbacks = [fn(self) for fn in fns] + listify(callbacks) + listify(defaults.extra_callbacks)
         with no_progress() if progress is False else contextlib.nullcontext():
-            fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks)
+            fit(epochs, self, metrics=self.metrics, callbacks=self.callbacks + callbacks, resume=train_state)
+
+    def _load_train_state(self, file: PathOrStr, epochs: int) -> dict:
+        "Load the model and optimizer of the full-state checkpoint `file`, and return its training state."
+        source = self._model_file(file)
+        state = self._read_model_file(source)
+        train_state = state.get('train_state') if isinstance(state, dict) else None
+        if train_state is None:
+            raise ValueError(f"{source} holds a model but not the state of a run, so training cannot resume from "
+                             f"it. Resume from a file that SaveModelCallback(every='epoch') or "
+                             f"SaveModelCallback(every_batches=N) wrote, or load the weights with learn.load().")
+        if train_state['n_epochs'] != epochs:
+            raise ValueError(f"{source} was saved in a run of {train_state['n_epochs']} epochs; resume it with the "
+                             f"same call (epochs={train_state['n_epochs']}), not {epochs}, so the schedules match.")
+        if train_state['n_batches'] != len(self.data.train_dl):
+            raise ValueError(f"{source} was saved with {train_state['n_batches']} training batches per epoch, but "
+                             f"the data now gives {len(self.data.train_dl)}: resume with the same data and batch "
+                             f"size.")
+        self._load_state(state, source, with_opt=True)
+        return train_state
 
     def create_opt(self, lr: float | Collection[float], wd: float | Collection[float] = 0.) -> None:
         "Create the optimizer with learning rate(s) `lr` and weight decay `wd`."
@@ -280,16 +318,21 @@ class Learner:
         file = Path(file)
         return file if file.is_absolute() or file.suffix else self.path / self.model_dir / f'{file}.pth'
 
-    def save(self, file: PathOrStr | None = None, return_path: bool = False, with_opt: bool = True) -> Path | None:
+    def save(self, file: PathOrStr | None = None, return_path: bool = False, with_opt: bool = True,
+             train_state: dict | None = None) -> Path | None:
         """Save the model (and optimizer when `with_opt`) to `path/model_dir/file.pth`, atomically.
 
-        In distributed training every rank calls it: rank 0 writes, and every rank returns once the file is there.
+        `train_state` (from a running fit, see `SaveModelCallback`) makes it a full-state checkpoint that
+        `fit(..., resume=file)` continues from. In distributed training every rank calls it: rank 0 writes, and
+        every rank returns once the file is there.
         """
         target = self._model_file(ifnone(file, 'model'))
         if rank_distrib() == 0:
             state: dict[str, Any] = {'model': get_model(self.model).state_dict()}
             if with_opt and self.opt is not None:
                 state['opt'] = self.opt.state_dict()
+            if train_state is not None:
+                state['train_state'] = train_state
             _writable_dir(target.parent, 'learn.model_dir')
             atomic_save(state, target)
         distrib_barrier()
@@ -299,12 +342,21 @@ class Learner:
              with_opt: bool | None = None, purge: bool = False, remove_module: bool = False) -> Learner:
         "Load the model (and optimizer, unless `with_opt=False`) saved as `path/model_dir/file.pth`."
         source = self._model_file(ifnone(file, 'model'))
+        state = self._read_model_file(source, device)
+        return self._load_state(state, source, strict=strict, with_opt=with_opt, remove_module=remove_module)
+
+    def _read_model_file(self, source: Path, device: torch.device | None = None) -> Any:
+        "The contents of the model file `source` (loaded without running code from it)."
         if not source.is_file():
             saved = sorted(p.stem for p in source.parent.glob('*.pth')) if source.parent.is_dir() else []
             hint = did_you_mean(source.stem, saved) or (f" Saved models there: {saved}." if saved else
                                                         " No model has been saved there yet (learn.save(name)).")
             raise FileNotFoundError(f"No saved model at {source}.{hint}")
-        state = safe_load(source, map_location=ifnone(device, self.data.device), what='saved model')
+        return safe_load(source, map_location=ifnone(device, self.data.device), what='saved model')
+
+    def _load_state(self, state: Any, source: Path, strict: bool = True, with_opt: bool | None = None,
+                    remove_module: bool = False) -> Learner:
+        "Put the model (and optimizer) state read from `source` into this learner."
         model_state = state['model'] if isinstance(state, dict) and 'model' in state else state
         if remove_module:
             model_state = remove_module_load(model_state)
@@ -472,19 +524,20 @@ class Learner:
     def fit_one_cycle(self, cyc_len: int, max_lr: float | slice | None = None, moms: tuple = (0.95, 0.85),
                       div_factor: float = 25., pct_start: float = 0.3, final_div: float | None = None,
                       wd: float | None = None, callbacks: Collection[Callback] | None = None,
-                      tot_epochs: int | None = None, start_epoch: int | None = None) -> None:
+                      tot_epochs: int | None = None, start_epoch: int | None = None,
+                      resume: PathOrStr | None = None) -> None:
         "Train for `cyc_len` epochs with the one-cycle policy peaking at `max_lr` (see `fastlib.train`)."
         from .train import fit_one_cycle
         fit_one_cycle(self, cyc_len, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
                       final_div=final_div, wd=wd, callbacks=callbacks, tot_epochs=tot_epochs,
-                      start_epoch=start_epoch)
+                      start_epoch=start_epoch, resume=resume)
 
     def fit_fc(self, tot_epochs: int = 1, lr: float | slice | None = None, moms: tuple = (0.95, 0.85),
-               start_pct: float = 0.72, wd: float | None = None, callbacks: Collection[Callback] | None = None
-               ) -> None:
+               start_pct: float = 0.72, wd: float | None = None, callbacks: Collection[Callback] | None = None,
+               resume: PathOrStr | None = None) -> None:
         "Train for `tot_epochs` epochs with a flat then cosine-annealed learning rate (see `fastlib.train.fit_fc`)."
         from .train import fit_fc
-        fit_fc(self, tot_epochs, lr, moms=moms, start_pct=start_pct, wd=wd, callbacks=callbacks)
+        fit_fc(self, tot_epochs, lr, moms=moms, start_pct=start_pct, wd=wd, callbacks=callbacks, resume=resume)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 wd: float | None = None) -> Any:
@@ -828,6 +881,12 @@ class Recorder(LearnerCallback):
 
     def on_train_end(self, **kwargs: Any) -> None:
         self._flush()
+
+    _checkpoint_attrs = ('_losses', 'lrs', 'moms', 'val_losses', 'metrics', 'nb_batches', '_warned_non_finite')
+
+    def checkpoint_state(self) -> dict:
+        self._flush()
+        return super().checkpoint_state()
 
     def _warn_non_finite(self, smooth_loss: Tensor | None) -> None:
         "Say once per fit when the training loss became NaN or infinite (checked per epoch: no sync per batch)."

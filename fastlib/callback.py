@@ -1,8 +1,10 @@
 """Callbacks and the machinery they drive: OptimWrapper, Callback, CallbackHandler, annealing, Scheduler."""
 from __future__ import annotations
 
+import copy
 import functools
 import math
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -11,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .core import camel2snake, did_you_mean, ifnone, is_listy, listify
-from .torch_core import split_no_wd_params, trainable_params
+from .torch_core import get_rng_states, set_rng_states, split_no_wd_params, trainable_params
 
 __all__ = ['OptimWrapper', 'Callback', 'CallbackHandler', 'CallbackList', 'SmoothenValue', 'AverageMetric',
            'Scheduler', 'annealing_no', 'annealing_linear', 'annealing_exp', 'annealing_cos', 'annealing_poly',
@@ -315,6 +317,18 @@ class Callback:
     def jump_to_epoch(self, epoch: int) -> None:
         "Move the callback's schedule to the start of `epoch` (for resuming)."
 
+    # The attributes a full-state checkpoint keeps (see `SaveModelCallback`); resuming puts them back.
+    _checkpoint_attrs: tuple[str, ...] = ()
+
+    def checkpoint_state(self) -> dict:
+        "What a full-state checkpoint stores of this callback: by default copies of `_checkpoint_attrs`."
+        return {k: copy.deepcopy(getattr(self, k)) for k in self._checkpoint_attrs if hasattr(self, k)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Take back a `checkpoint_state()` when resuming, after this run's `on_train_begin`."
+        for k, v in state.items():
+            setattr(self, k, v)
+
     def get_state(self, minimal: bool = True) -> dict:
         "The callback's attributes (without references to the learner)."
         to_remove = ['exclude', 'not_min'] + getattr(self, 'exclude', []).copy()
@@ -411,10 +425,80 @@ class CallbackHandler:
         self.state_dict = _initial_state()
         self.state_dict.update(dict(n_epochs=epochs, pbar=pbar, metrics=metrics))
         names = [m.name if hasattr(m, 'name') else camel2snake(type(m).__name__) for m in self.metrics]
-        self('train_begin', metrics_names=names, **kwargs)
+        self.epoch_rng: dict | None = None
+        self._resume: dict | None = None
+        self('train_begin', metrics_names=names, cb_handler=self, **kwargs)
         if self.state_dict['epoch'] != 0:  # a callback asked to resume at a later epoch
             for cb in self.callbacks:
                 cb.jump_to_epoch(self.state_dict['epoch'])
+
+    # Full-state checkpoints: what resuming needs besides the model and the optimizer.
+    def _callback_keys(self) -> list[tuple[str, Callback]]:
+        "A name for each callback (its class, numbered when repeated), to match them up when resuming."
+        seen: dict[str, int] = {}
+        res = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            res.append((name if seen[name] == 1 else f'{name}#{seen[name]}', cb))
+        return res
+
+    def checkpoint(self, end_of_epoch: bool, n_batches: int) -> dict:
+        """The state of the run (counters, smoothed loss, random generators, callbacks), taken at the end of an
+        epoch or of a training batch, for `restore` to continue exactly from there. `n_batches`: batches per epoch."""
+        sd = self.state_dict
+        epoch, num_batch, iteration = ((sd['epoch'] + 1, 0, sd['iteration']) if end_of_epoch else
+                                       (sd['epoch'], sd['num_batch'] + 1, sd['iteration'] + 1))
+        sm = self.smoothener
+        return {'epoch': epoch, 'num_batch': num_batch, 'iteration': iteration, 'n_epochs': sd['n_epochs'],
+                'n_batches': n_batches, 'smooth': {'n': sm.n, 'mov_avg': sm.mov_avg, 'smooth': sm.smooth},
+                'rng': get_rng_states(), 'epoch_rng': self.epoch_rng,
+                'callbacks': {k: cb.checkpoint_state() for k, cb in self._callback_keys()}}
+
+    def restore(self, state: dict, callbacks: bool = True) -> None:
+        """Continue from a `checkpoint()`: counters, smoothed loss, random generators and (when `callbacks`) each
+        callback's state. A checkpoint taken mid-epoch is finished by `resume_batches` at the start of the epoch."""
+        self.state_dict.update(epoch=state['epoch'], iteration=state['iteration'])
+        sm = self.smoothener
+        sm.n, sm.mov_avg, sm.smooth = state['smooth']['n'], state['smooth']['mov_avg'], state['smooth']['smooth']
+        if callbacks:
+            saved = state['callbacks']
+            fresh = []
+            for key, cb in self._callback_keys():
+                if key in saved:
+                    cb.load_checkpoint_state(saved[key])
+                elif cb.checkpoint_state():
+                    fresh.append(key)
+            if fresh:
+                warnings.warn(f"Resuming: the checkpoint has no state for {', '.join(fresh)} (not in the run that "
+                              f"saved it), which start afresh.")
+        if state['num_batch']:
+            self._resume = state   # the random generators are set once the epoch's loader is rebuilt
+        else:
+            set_rng_states(state['rng'])
+
+    def resume_batches(self, batches: Any, generator: torch.Generator | None = None) -> Any:
+        """Start this epoch's iteration over `batches` (the training loader; `generator` its own generator, if any).
+
+        Keeps the random state at the start of the epoch for checkpoints. When resuming mid-epoch, replays the
+        epoch's start so the data come in the same order with the same augmentation, loads (and drops) the batches
+        already trained on, then sets the generators to where the checkpoint left them.
+        """
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            set_rng_states(resume['epoch_rng'])
+            if generator is not None and 'loader' in resume['epoch_rng']:
+                generator.set_state(resume['epoch_rng']['loader'])
+        self.epoch_rng = get_rng_states()
+        if generator is not None:
+            self.epoch_rng['loader'] = generator.get_state()
+        it = iter(batches)
+        if resume is not None:
+            for _ in range(resume['num_batch']):
+                next(it)
+            self.state_dict['num_batch'] = resume['num_batch']
+            set_rng_states(resume['rng'])
+        return it
 
     def on_epoch_begin(self) -> None:
         "Start an epoch."

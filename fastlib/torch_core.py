@@ -399,9 +399,9 @@ def set_rng_states(states: dict) -> None:
     "Restore the random generators from a `get_rng_states` snapshot."
     random.setstate(states['python'])
     np.random.set_state(states['numpy'])
-    torch.set_rng_state(states['torch'])
-    if 'cuda' in states:
-        torch.cuda.set_rng_state_all(states['cuda'])
+    torch.set_rng_state(states['torch'].cpu())   # a checkpoint loaded onto a GPU holds it there
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
 
 
 def uniform(low: float, high: float | None = None, size: int | None = None) -> float | Tensor:

@@ -19,7 +19,7 @@ from .callbacks.lr_finder import LRFinder, SuggestedLRs, suggest_lrs
 from .callbacks.mixup import MixUpCallback
 from .callbacks.one_cycle import OneCycleScheduler
 from .callbacks.training import AccumulateScheduler, BnFreeze, GradientClipping, ShowGraph
-from .core import ifnone, listify
+from .core import PathOrStr, ifnone, listify
 from .torch_core import bn_types, defaults, get_rng_states, set_rng_states, to_np
 
 __all__ = ['fit_one_cycle', 'fit_fc', 'one_cycle_scheduler', 'lr_find', 'fine_tune', 'to_fp16', 'to_bf16', 'to_fp32', 'mixup',
@@ -36,21 +36,24 @@ def fit_one_cycle(learn: Learner, cyc_len: int, max_lr: float | slice | None = N
                   moms: tuple[float, float] = (0.95, 0.85), div_factor: float = 25., pct_start: float = 0.3,
                   final_div: float | None = None, wd: float | None = None,
                   callbacks: Collection[Callback] | None = None, tot_epochs: int | None = None,
-                  start_epoch: int | None = None) -> None:
-    "Train `learn` for `cyc_len` epochs with the one-cycle policy peaking at `max_lr` (default `defaults.lr`)."
+                  start_epoch: int | None = None, resume: PathOrStr | None = None) -> None:
+    """Train `learn` for `cyc_len` epochs with the one-cycle policy peaking at `max_lr` (default `defaults.lr`).
+
+    To continue an interrupted run, repeat the call with `resume=` a full-state checkpoint (`SaveModelCallback`), or
+    with `start_epoch=k` as in fastai v1 (the schedule jumps to epoch k; see `SaveModelCallback`)."""
     max_lr = learn.lr_range(ifnone(max_lr, defaults.lr))
     callbacks = listify(callbacks)
     callbacks.append(OneCycleScheduler(learn, max_lr, moms=moms, div_factor=div_factor, pct_start=pct_start,
                                        final_div=final_div, tot_epochs=tot_epochs, start_epoch=start_epoch))
-    learn.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks)
+    learn.fit(cyc_len, max_lr, wd=wd, callbacks=callbacks, resume=resume)
 
 
 def fit_fc(learn: Learner, tot_epochs: int = 1, lr: float | slice | None = None,
            moms: tuple[float, float] = (0.95, 0.85), start_pct: float = 0.72, wd: float | None = None,
-           callbacks: Collection[Callback] | None = None) -> None:
+           callbacks: Collection[Callback] | None = None, resume: PathOrStr | None = None) -> None:
     """Train `learn` for `tot_epochs` epochs with a flat learning rate `lr` (default `defaults.lr`) and momentum
     `moms[0]` for the first `start_pct` of the iterations, then a cosine annealing of the learning rate to 0 with
-    momentum `moms[1]` (the flat-cosine schedule)."""
+    momentum `moms[1]` (the flat-cosine schedule). `resume`: see `Learner.fit`."""
     if not 0 <= start_pct < 1:
         raise ValueError(f"fit_fc: start_pct is the flat share of the iterations, in [0, 1), not {start_pct}.")
     lr = learn.lr_range(ifnone(lr, defaults.lr))
@@ -58,7 +61,7 @@ def fit_fc(learn: Learner, tot_epochs: int = 1, lr: float | slice | None = None,
     n_flat = int(n * start_pct)
     phases = [TrainingPhase(n_flat).schedule_hp('lr', lr).schedule_hp('mom', moms[0])] if n_flat else []
     phases.append(TrainingPhase(n - n_flat).schedule_hp('lr', lr, anneal=annealing_cos).schedule_hp('mom', moms[1]))
-    learn.fit(tot_epochs, lr, wd=wd, callbacks=listify(callbacks) + [GeneralScheduler(learn, phases)])
+    learn.fit(tot_epochs, lr, wd=wd, callbacks=listify(callbacks) + [GeneralScheduler(learn, phases)], resume=resume)
 
 
 def lr_find(learn: Learner, start_lr: float | slice = 1e-7, end_lr: float | slice = 10, num_it: int = 100,

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..basic_train import Learner, LearnerCallback, format_time
+from ..core import atomic_write
 from ..torch_core import rank_distrib
 
 if TYPE_CHECKING:
@@ -49,6 +50,17 @@ class CSVLogger(LearnerCallback):
             return
         with self.path.open('w', newline='') as f:
             csv.writer(f).writerow(self.names)
+
+    def checkpoint_state(self) -> dict:
+        "The rows written so far: a resumed run starts its file from them (rows after the checkpoint are dropped)."
+        if rank_distrib() != 0 or not self.path.is_file():
+            return {}
+        return {'text': self.path.read_text()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        if 'text' in state and rank_distrib() == 0:
+            with atomic_write(self.path, 'w') as f:
+                f.write(state['text'])
 
     def on_epoch_begin(self, **kwargs: Any) -> None:
         if self.add_time:

@@ -94,6 +94,12 @@ class MixedPrecision(LearnerCallback):
         "The loss scaler's state (lr_find restores it)."
         return {'scaler': self.scaler.state_dict() if self.scaler is not None else None}
 
+    def checkpoint_state(self) -> dict:
+        return self.state_dict()
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.load_state_dict(state)
+
     def load_state_dict(self, state: dict) -> None:
         if self.scaler is not None and state.get('scaler'):
             self.scaler.load_state_dict(state['scaler'])

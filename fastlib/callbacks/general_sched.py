@@ -48,6 +48,7 @@ class GeneralScheduler(LearnerCallback):
 
     def on_train_begin(self, epoch: int, **kwargs: Any) -> dict | None:
         self.opt = self.learn.opt
+        self.n_steps = 0
         self._start_phase(0)
         return {'epoch': self.start_epoch} if self.start_epoch is not None else None
 
@@ -64,6 +65,7 @@ class GeneralScheduler(LearnerCallback):
         "Move one iteration forward and set the values for the next batch; True once every phase is done."
         if self.idx_s >= len(self.phases):
             return True
+        self.n_steps += 1
         phase = self.phases[self.idx_s]
         self.n_in_phase += 1
         if self.n_in_phase >= phase.length:
@@ -76,6 +78,13 @@ class GeneralScheduler(LearnerCallback):
     def jump_to_epoch(self, epoch: int) -> None:
         "Move the schedule to the start of `epoch` (when resuming)."
         for _ in range(len(self.learn.data.train_dl) * epoch):
+            self._step()
+
+    _checkpoint_attrs = ('n_steps',)
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Replay the schedule up to where the checkpoint was taken."
+        for _ in range(state['n_steps']):
             self._step()
 
     def on_batch_end(self, train: bool, **kwargs: Any) -> dict | None:

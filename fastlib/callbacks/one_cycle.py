@@ -44,11 +44,18 @@ class OneCycleScheduler(LearnerCallback):
         self.mom_scheds = self.steps((a1, self.moms), (a2, (self.moms[1], self.moms[0])))
         self.opt = self.learn.opt
         self.opt.lr, self.opt.mom = self.lr_scheds[0].start, self.mom_scheds[0].start
-        self.idx_s = 0
+        self.idx_s, self.n_steps = 0, 0
         return res
 
     def jump_to_epoch(self, epoch: int) -> None:
         for _ in range(len(self.learn.data.train_dl) * epoch):
+            self.on_batch_end(True)
+
+    _checkpoint_attrs = ('n_steps',)
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        "Replay the schedule up to where the checkpoint was taken (the same floats as the run that saved it)."
+        for _ in range(state['n_steps']):
             self.on_batch_end(True)
 
     def on_batch_end(self, train: bool, **kwargs: Any) -> dict | None:
@@ -56,6 +63,7 @@ class OneCycleScheduler(LearnerCallback):
             return None
         if self.idx_s >= len(self.lr_scheds):
             return {'stop_training': True, 'stop_epoch': True}
+        self.n_steps += 1
         self.opt.lr = self.lr_scheds[self.idx_s].step()
         self.opt.mom = self.mom_scheds[self.idx_s].step()
         if self.lr_scheds[self.idx_s].is_done:  # a phase of 0 iterations never runs: skip past empty ones
@@ -63,6 +71,8 @@ class OneCycleScheduler(LearnerCallback):
         return None
 
     def on_epoch_end(self, epoch: int, **kwargs: Any) -> dict | None:
-        if epoch > self.tot_epochs:
+        # Stop once the schedule is done, before another epoch trains a batch past its end (a run resumed
+        # with start_epoch loops over more epochs than the schedule has left).
+        if epoch > self.tot_epochs or self.idx_s >= len(self.lr_scheds):
             return {'stop_training': True}
         return None

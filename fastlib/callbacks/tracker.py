@@ -68,6 +68,8 @@ class TrackerCallback(LearnerCallback):
         self.operator = np.less if mode == 'min' else np.greater
         self.best = self._worst()
 
+    _checkpoint_attrs: tuple[str, ...] = ('best',)
+
     def _worst(self) -> float:
         return float('inf') if self.operator is np.less else -float('inf')
 
@@ -120,6 +122,8 @@ class EarlyStoppingCallback(TrackerCallback):
         self.min_delta, self.patience = abs(min_delta), patience
         self.wait = 0
 
+    _checkpoint_attrs = ('best', 'wait')
+
     def on_train_begin(self, **kwargs: Any) -> None:
         super().on_train_begin(**kwargs)
         self.wait = 0
@@ -144,41 +148,80 @@ class SaveModelCallback(TrackerCallback):
     """Save the model with `learn.save`: as `name` whenever `monitor` improves (`every='improvement'`), loading the
     best one back at the end of training, or as `{name}_{epoch}` after every epoch (`every='epoch'`).
 
-    In distributed training rank 0 writes the file (`learn.save` makes the others wait for it) and every rank
-    loads the best model back.
+    The files of `every='epoch'` are full-state checkpoints: model, optimizer, the schedules' position, epoch and
+    iteration, random generators, the recorder's history and the callbacks' state. With `every_batches=N`, a
+    full-state checkpoint `{name}_last` is also rewritten every N training batches and at the end of each epoch.
+    Resume an interrupted run with the same call plus `resume='{name}_last'` (or `resume='{name}_{epoch}'`), or,
+    as in fastai v1, with `fit_one_cycle(..., start_epoch=k)` and this callback (`every='epoch'`), which then
+    loads `{name}_{k-1}`; it ends with the weights of the uninterrupted run, bit for bit on a CPU when the data
+    loader draws its random numbers in this process or in workers started each epoch (`persistent_workers=False`);
+    persistent workers keep their own random state, so the augmentation after the resume point is drawn afresh
+    (training is as sound, the numbers differ). Distributed runs resume from epoch files only, with their own
+    shuffling order. Every write is atomic, so a crash
+    while saving leaves the previous file. In distributed training rank 0 writes the file (`learn.save` makes the
+    others wait for it) and every rank loads the best model back.
     """
+    _order = 100   # after the other callbacks, so that a checkpoint holds their state after the batch or epoch
+    _checkpoint_attrs = ('best', '_saved_this_run')
 
     def __init__(self, learn: Learner, monitor: str = 'valid_loss', mode: str = 'auto', every: str = 'improvement',
-                 name: str = 'bestmodel'):
+                 name: str = 'bestmodel', every_batches: int | None = None):
         super().__init__(learn, monitor=monitor, mode=mode)
         if every not in ('improvement', 'epoch'):
             raise ValueError(f"SaveModelCallback: every must be 'improvement' or 'epoch', not {every!r}.")
-        self.every, self.name = every, name
+        if every_batches is not None and (not isinstance(every_batches, int) or every_batches < 1):
+            raise ValueError(f"SaveModelCallback: every_batches must be a whole number >= 1 (or None), not "
+                             f"{every_batches!r}.")
+        self.every, self.name, self.every_batches = every, name, every_batches
         self._saved_this_run = False
+        self.handler: Any = None
 
-    def on_train_begin(self, **kwargs: Any) -> None:
+    def on_train_begin(self, cb_handler: Any = None, **kwargs: Any) -> None:
         super().on_train_begin(**kwargs)
         self._saved_this_run = False
+        self.handler = cb_handler
+
+    def _save_state(self, file: str, end_of_epoch: bool) -> None:
+        "Write a full-state checkpoint as `file`."
+        state = self.handler.checkpoint(end_of_epoch, len(self.learn.data.train_dl))
+        self.learn.save(file, train_state=state)
 
     def jump_to_epoch(self, epoch: int) -> None:
-        "When resuming at `epoch`, load the model saved at the end of the epoch before."
+        """When resuming at `epoch` (`start_epoch`), load the model saved at the end of the epoch before, with the
+        random generators and the recorder's history when it is a full-state checkpoint."""
+        file = f'{self.name}_{epoch - 1}'
         try:
-            self.learn.load(f'{self.name}_{epoch - 1}', purge=False)
-            print(f'Loaded {self.name}_{epoch - 1}.')
+            state = self.learn._read_model_file(self.learn._model_file(file))
         except FileNotFoundError:
-            print(f'Model {self.name}_{epoch - 1} not found: resuming from the current weights.')
+            print(f'Model {file} not found: resuming from the current weights.')
+            return
+        self.learn._load_state(state, self.learn._model_file(file))
+        train_state = state.get('train_state') if isinstance(state, dict) else None
+        if train_state is not None:
+            # The schedules have jumped themselves: take back the rest (counters, generators, the history).
+            self.handler.restore(train_state, callbacks=False)
+            recorder = getattr(self.learn, 'recorder', None)
+            if recorder is not None and 'Recorder' in train_state['callbacks']:
+                recorder.load_checkpoint_state(train_state['callbacks']['Recorder'])
+        print(f'Loaded {file}.')
+
+    def on_batch_end(self, train: bool, num_batch: int, **kwargs: Any) -> None:
+        if train and self.every_batches and (num_batch + 1) % self.every_batches == 0:
+            self._save_state(f'{self.name}_last', end_of_epoch=False)
 
     def on_epoch_end(self, epoch: int, last_metrics: list | None = None, smooth_loss: Any = None,
                      **kwargs: Any) -> None:
         if self.every == 'epoch':
-            self.learn.save(f'{self.name}_{epoch}')
-            return
-        current = self.get_monitor_value(last_metrics, smooth_loss)
-        if current is not None and self.is_improvement(current):
-            _say(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
-            self.best = current
-            self.learn.save(self.name)
-            self._saved_this_run = True
+            self._save_state(f'{self.name}_{epoch}', end_of_epoch=True)
+        else:
+            current = self.get_monitor_value(last_metrics, smooth_loss)
+            if current is not None and self.is_improvement(current):
+                _say(f'Better model found at epoch {epoch} with {self.monitor} value: {current}.')
+                self.best = current
+                self._saved_this_run = True
+                self.learn.save(self.name)
+        if self.every_batches:   # last, so that it holds this epoch's best value
+            self._save_state(f'{self.name}_last', end_of_epoch=True)
 
     def on_train_end(self, exception: BaseException | bool = False, **kwargs: Any) -> None:
         "Load the best model back (after an error, only when it was an interrupt from the keyboard)."
@@ -198,6 +241,8 @@ class ReduceLROnPlateauCallback(TrackerCallback):
         super().__init__(learn, monitor=monitor, mode=mode)
         self.patience, self.factor, self.min_delta, self.min_lr = patience, factor, abs(min_delta), min_lr
         self.wait = 0
+
+    _checkpoint_attrs = ('best', 'wait')
 
     def on_train_begin(self, **kwargs: Any) -> None:
         super().on_train_begin(**kwargs)

@@ -538,6 +538,12 @@ class ItemList:
             rows = list(self.inner_df.index[missing][:5])
             raise ValueError(f"The label column(s) {list(labels.columns)} hold missing values (NaN) in {missing.sum()} "
                              f"rows, e.g. at rows {rows}. Drop or fill those rows before labelling.")
+        infinite = np.isinf(labels.select_dtypes('number').to_numpy(dtype=np.float64)).any(axis=1)
+        if infinite.any():
+            rows = self.inner_df.index[infinite][:5].tolist()
+            raise ValueError(f"The label column(s) {list(labels.columns)} hold infinite values in {infinite.sum()} "
+                             f"rows, e.g. at rows {rows}. Drop or fix those rows (or clip the values) before "
+                             f"labelling.")
         if is_listy(cols) and len(cols) > 1 and (label_cls is None or label_cls is MultiCategoryList):
             first = labels.iloc[:, 0].to_numpy()
             if label_cls is MultiCategoryList or first.dtype.kind not in 'f':
@@ -656,8 +662,10 @@ def _sorted_unique(items: Iterable) -> list:
 
 
 def _unknown_labels_error(unknown: Counter, classes: Sequence) -> ValueError:
-    shown = ', '.join(f'{k!r} ({n} item{"s" if n > 1 else ""}){did_you_mean(str(k), [str(c) for c in classes])}'
-                      for k, n in unknown.most_common(5))
+    def one(k: Any, n: int) -> str:
+        hint = did_you_mean(str(k), [str(c) for c in classes])   # ' Did you mean ...?'
+        return f'{k!r} ({n} item{"s" if n > 1 else ""}{", d" + hint[2:] if hint else ""})'
+    shown = ', '.join(one(k, n) for k, n in unknown.most_common(5))
     return ValueError(f"{sum(unknown.values())} labels are not among the classes learnt from the training set "
                       f"({len(classes)} classes: {list(classes)[:10]}): {shown}. Fix those labels, pass `classes=` "
                       f"listing every class, or remove those items (e.g. with `filter_by_func`).")

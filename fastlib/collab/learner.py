@@ -33,7 +33,8 @@ class CollabLearner(Learner):
         if unknown:
             hint = did_you_mean(str(unknown[0]), [str(c) for c in classes[1:]])
             raise ValueError(f"{len(unknown)} value(s) of {col!r} were not in the training data: "
-                             f"{unknown[:5]}.{hint}")
+                             f"{unknown[:5]}.{hint} The known ones are learn.data.train_ds.x.classes[{col!r}] "
+                             f"(the first, '#na#', stands for any unknown one).")
         return tensor([c2i[o] for o in names]).long().to(self.data.device)
 
     def bias(self, arr: Collection, is_item: bool = True) -> Tensor:

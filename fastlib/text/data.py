@@ -457,13 +457,13 @@ class TextDataBunch(DataBunch):
         "A DataBunch of texts already numericalized with `vocab` (and their labels, for a classifier)."
         def _list(ids):
             ids = [np.asarray(o, dtype=np.int64) for o in ids]
-            bad = [i for i, o in enumerate(ids) if len(o) and (o.min() < 0 or o.max() >= len(vocab.itos))]
-            if bad:
-                o = ids[bad[0]]
-                raise ValueError(f"{len(bad)} of the texts hold ids outside the vocabulary (0..{len(vocab.itos) - 1}), "
-                                 f"e.g. text {bad[0]} holds {int(o.max()) if o.max() >= len(vocab.itos) else int(o.min())}"
-                                 f". Pass the Vocab the ids were made with.")
-            return TextList(_object_array([np.asarray(o, dtype=np.int64) for o in ids]), vocab=vocab, path=path,
+            outside = [(i, o[(o < 0) | (o >= len(vocab.itos))]) for i, o in enumerate(ids)]
+            outside = [(i, o) for i, o in outside if len(o)]
+            if outside:   # else the embedding fails with an index error on the device, far from here
+                i, o = outside[0]
+                raise ValueError(f"{len(outside)} of the texts hold ids outside the vocabulary (0..{len(vocab.itos) - 1}"
+                                 f"), e.g. text {i} holds {int(o[0])}. Pass the Vocab the ids were made with.")
+            return TextList(_object_array(ids), vocab=vocab, path=path,
                             processor=ifnone(processor, []))
         return cls._from_lists(path, _list, train_ids, valid_ids, test_ids, train_lbls, valid_lbls, classes, **kwargs)
 

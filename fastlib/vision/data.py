@@ -704,7 +704,7 @@ ImageList._bunch = ImageDataBunch
 
 
 def _check_stats(stats: Any, n_channels: int | None) -> None:
-    "Raise a clear error unless `stats` is (mean, std) with one positive std (and one mean) per channel, or one for all."
+    "Raise a clear error unless `stats` is (mean, std), one value per channel (or one for all), the stds positive."
     try:
         mean, std = (torch.as_tensor(o, dtype=torch.float32) for o in stats)
     except (TypeError, ValueError, RuntimeError):

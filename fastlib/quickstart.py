@@ -15,6 +15,7 @@ from PIL import Image
 
 from .basic_data import DataBunch
 from .basic_train import Learner
+from .core import atomic_write
 from .datasets import URLs, untar_data
 from .layers import simple_cnn
 from .metrics import accuracy
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> float:
     acc = float(learn.validate()[1])
     print(f'accuracy: {acc:.4f}')
     args.out.mkdir(parents=True, exist_ok=True)
-    learn.recorder.plot_losses(return_fig=True).savefig(args.out / 'losses.png')
-    learn.recorder.plot_lr(show_moms=True, return_fig=True).savefig(args.out / 'lr.png')
+    for name, fig in (('losses', learn.recorder.plot_losses(return_fig=True)),
+                      ('lr', learn.recorder.plot_lr(show_moms=True, return_fig=True))):
+        with atomic_write(args.out / f'{name}.png') as f:
+            fig.savefig(f, format='png')
     print(f'plots saved in {args.out}/: losses.png, lr.png')
     return acc
 

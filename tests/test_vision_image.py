@@ -142,3 +142,20 @@ def test_flow_and_affine_mat_resample_at_once():
     pts = ImagePoints(FlowField((4, 4), torch.tensor([[1., 1.]])))   # pixel (1, 1): y, x
     pts.affine_mat = torch.tensor([[-1., 0, 0], [0, 1, 0], [0, 0, 1]])
     assert torch.allclose(pts.data, torch.tensor([[-0.5, 0.5]]))
+
+
+def test_save_is_atomic_and_needs_a_known_suffix(tmp_path, monkeypatch):
+    target = tmp_path / 'x.png'
+    Image(torch.zeros(3, 4, 4)).save(target)
+    before = target.read_bytes()
+
+    def crash(self, fp, format=None, **kwargs):
+        fp.write(b'half an image')
+        raise OSError('disk full')
+    monkeypatch.setattr(PIL.Image.Image, 'save', crash)
+    with pytest.raises(OSError, match='disk full'):
+        Image(torch.ones(3, 4, 4)).save(target)
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['x.png']
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"Cannot tell the image format from .*x.foo: give a suffix such as .png"):
+        ImageSegment(torch.zeros(1, 4, 4, dtype=torch.long)).save(tmp_path / 'x.foo')

@@ -48,19 +48,19 @@ class CSVLogger(LearnerCallback):
                                  f"{self.names}. Log to another file (filename=...) or pass append=False "
                                  "to overwrite it.")
             return
-        with self.path.open('w', newline='') as f:
+        with atomic_write(self.path, 'w') as f:   # csv's own line ends ('\r\n') pass through text mode as they are
             csv.writer(f).writerow(self.names)
 
     def checkpoint_state(self) -> dict:
         "The rows written so far: a resumed run starts its file from them (rows after the checkpoint are dropped)."
         if rank_distrib() != 0 or not self.path.is_file():
             return {}
-        return {'text': self.path.read_text()}
+        return {'rows': self.path.read_bytes()}
 
     def load_checkpoint_state(self, state: dict) -> None:
-        if 'text' in state and rank_distrib() == 0:
-            with atomic_write(self.path, 'w') as f:
-                f.write(state['text'])
+        if 'rows' in state and rank_distrib() == 0:
+            with atomic_write(self.path, 'wb') as f:
+                f.write(state['rows'])
 
     def on_epoch_begin(self, **kwargs: Any) -> None:
         if self.add_time:

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import PathOrStr, ifnone, is_listy, listify
+from ..core import PathOrStr, atomic_write, ifnone, is_listy, listify
 from ..data_block import Category, ItemBase
 from ..serialization import register_safe_globals
 from ..torch_core import log_uniform
@@ -58,6 +59,15 @@ def pil2tensor(image: PIL.Image.Image | np.ndarray, dtype: Any) -> Tensor:
     if a.ndim == 2:
         a = a[:, :, None]
     return torch.from_numpy(a).permute(2, 0, 1)
+
+
+def _save_pil(img: PIL.Image.Image, fn: PathOrStr) -> None:
+    "Write `img` to `fn` in the format its suffix names, through a temporary file (a crash leaves no half image)."
+    fmt = PIL.Image.registered_extensions().get(Path(fn).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"Cannot tell the image format from {fn}: give a suffix such as .png or .jpg.")
+    with atomic_write(fn) as f:
+        img.save(f, format=fmt)
 
 
 def image2np(image: Tensor) -> np.ndarray:
@@ -449,8 +459,8 @@ class Image(ItemBase):
         return PIL.Image.fromarray(image2np(a))
 
     def save(self, fn: PathOrStr) -> None:
-        "Save the image to `fn` (format from the suffix)."
-        self._to_pil().save(fn)
+        "Save the image to `fn` (format from the suffix), atomically."
+        _save_pil(self._to_pil(), fn)
 
     # --- the stages of `apply_tfms`, one method each so that masks and points can do their own version
     _resize_mode = 'bilinear'
@@ -656,8 +666,8 @@ class ImageSegment(Image):
         return self
 
     def save(self, fn: PathOrStr) -> None:
-        "Save the mask's codes to `fn` as an 8-bit grayscale image."
-        PIL.Image.fromarray(image2np(self._px.to(torch.uint8))).save(fn)
+        "Save the mask's codes to `fn` as an 8-bit grayscale image, atomically."
+        _save_pil(PIL.Image.fromarray(image2np(self._px.to(torch.uint8))), fn)
 
     def reconstruct(self, t: Tensor) -> ImageSegment:
         return ImageSegment(t)

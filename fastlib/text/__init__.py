@@ -10,12 +10,13 @@ from .. import basics, data_block
 from ..basics import *
 from ..callbacks.rnn import RNNTrainer
 from ..data_block import *
-from . import data, interpret, learner, models, transform
+from . import data, interpret, learner, models, subword, transform
 from .data import *
 from .interpret import *
 from .learner import *
 from .models import *
+from .subword import *
 from .transform import *
 
 __all__ = sorted(set(basics.__all__ + data_block.__all__ + transform.__all__ + data.__all__ + models.__all__
-                     + learner.__all__ + interpret.__all__ + ['RNNTrainer', 'models', 'np', 'pd', 'torch', 'Path']))  # v1's lessons use these after the star import
+                     + learner.__all__ + interpret.__all__ + subword.__all__ + ['RNNTrainer', 'models', 'np', 'pd', 'torch', 'Path']))  # v1's lessons use these after the star import

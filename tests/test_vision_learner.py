@@ -100,7 +100,10 @@ def test_cnn_learner_groups_and_head(data):
     (models.mobilenet_v2, lambda m: m[0][0][10].conv[0][0], 1280),    # features[10]: 1/16 resolution
     (models.efficientnet_lite0, lambda m: m[0][1][8].expand[0], 1280),  # blocks[8]: the 112-channel stage
     (models.xresnet18, lambda m: m[0][6][0].convs[0][0], 512),       # third stage
-], ids=['squeezenet1_1', 'mobilenet_v2', 'efficientnet_lite0', 'xresnet18'])
+    (models.densenet121, lambda m: m[0][0][7].norm, 1024),            # features[7]: transition2
+    (models.vgg16_bn, lambda m: m[0][0][22], 512),                    # features[22]: conv of the 4th block
+    (models.alexnet, lambda m: m[0][0][6], 256),                      # features[6]: the third conv
+], ids=['squeezenet1_1', 'mobilenet_v2', 'efficientnet_lite0', 'xresnet18', 'densenet121', 'vgg16_bn', 'alexnet'])
 def test_cnn_learner_cut_and_split_per_architecture(data, arch, split_leaf, n_features):
     learn = cnn_learner(data, arch, pretrained=False)
     body, head = learn.model

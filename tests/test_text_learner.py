@@ -108,6 +108,27 @@ def test_encoder_transfer_and_vocab_mismatch(df, tmp_path):
         clas.load_encoder('enk')
 
 
+def test_loaded_encoder_computes_what_the_language_model_computed(df, tmp_path):
+    "Outputs, not state dicts: weight dropout keeps a copy of the LSTM weights that must not go stale (issue 4)."
+    data = lm_data(df, tmp_path)
+    learn = lm_learner(data)
+    learn.fit(1, 1e-2)  # the raw LSTM weights move away from the ones the classifier starts with
+    learn.save_encoder('enc')
+    clas = clas_learner(df, tmp_path, data.vocab)
+    x = torch.randint(2, len(data.vocab.itos), (3, 20))  # no padding; 20 tokens = 3 chunks of bptt 8
+    clas.model.train()
+    clas.model(x)  # a training forward leaves dropped-out copies of the old weights in the LSTMs
+    clas.load_encoder('enc')
+    lm = learn.model.eval()
+    lm.reset()
+    lm_logits, _, lm_outputs = lm(x)
+    raw, outputs, mask = clas.model.eval()[0](x)
+    assert not mask.any()
+    for a, b in zip(outputs, lm_outputs):
+        assert torch.allclose(a, b, atol=1e-6)
+    # The LM's own decoder reads the classifier's encoder as well as its own: same next-word scores.
+    assert torch.allclose(lm[1]((raw, outputs))[0], lm_logits, atol=1e-5)
+
 def test_rnn_trainer_adds_ar_and_tar(df, tmp_path):
     learn = lm_learner(lm_data(df, tmp_path))
     cb = RNNTrainer(learn, alpha=2., beta=3.)

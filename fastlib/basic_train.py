@@ -6,6 +6,7 @@ import copy
 import functools
 import io
 import math
+import re
 import time
 import warnings
 import weakref
@@ -181,6 +182,10 @@ class Learner:
                  silent: bool | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Learner needs a torch nn.Module as model, not {type(model).__name__}.")
+        if not all(hasattr(data, a) for a in ('train_dl', 'valid_dl', 'device')):
+            raise TypeError(f"Learner needs a DataBunch as data, not {type(data).__name__}: build one with "
+                            f"DataBunch.create(train_ds, valid_ds, bs=...), a domain factory (ImageDataBunch."
+                            f"from_folder, ...) or the data block API (... .databunch()).")
         for name, f in (('opt_func', opt_func), ('loss_func', loss_func)):
             if f is not None and not callable(f):
                 raise TypeError(f"{name} must be callable (e.g. opt_func=AdamW or torch.optim.SGD, loss_func="
@@ -360,7 +365,14 @@ class Learner:
         model_state = state['model'] if isinstance(state, dict) and 'model' in state else state
         if remove_module:
             model_state = remove_module_load(model_state)
-        get_model(self.model).load_state_dict(model_state, strict=strict)
+        try:
+            get_model(self.model).load_state_dict(model_state, strict=strict)
+        except RuntimeError as e:
+            details = str(e).split('\n', 1)[-1].strip()
+            raise RuntimeError(f"{source} does not fit this model: it was saved from a model with other layers or "
+                               f"sizes (another architecture or number of classes?). Build the learner as the one "
+                               f"that saved it; strict=False skips missing or extra layers, not layers of another "
+                               f"size. {details[:600]}") from None
         if ifnone(with_opt, True) and isinstance(state, dict) and 'opt' in state:
             if self.opt is None:
                 self.create_opt(defaults.lr, self.wd)
@@ -612,7 +624,12 @@ class Learner:
 
     # Checks
     def _check_model_output(self) -> None:
-        "Once per learner: fail early when the model's output size does not match the number of classes."
+        """Before fitting: fail early when the model is not on the data's device, cannot take the data's input, or
+        outputs a number of classes other than the data's (the last two checked once, on one item)."""
+        param = next(self.model.parameters(), None)
+        if param is not None and not _same_device(param.device, self.data.device):
+            raise RuntimeError(f"The model is on {param.device} but the data on {self.data.device}: move it with "
+                               f"learn.model.to(learn.data.device) (Learner does it when it is created).")
         if self._output_checked or self.data.c is None or not self.data.classes:
             return
         ds = self.data.valid_ds if len(self.data.valid_ds) else self.data.train_ds
@@ -624,6 +641,13 @@ class Learner:
         try:
             with torch.no_grad():
                 out = self.model(*(xb if is_listy(xb) else [xb]))
+        except RuntimeError as e:
+            if not _SHAPE_ERROR.search(str(e)):
+                raise
+            shapes = [tuple(x.shape) for x in (xb if is_listy(xb) else [xb]) if isinstance(x, Tensor)]
+            raise ValueError(f"The model cannot take the data's input (one item: shape {shapes}): {e}. Make its "
+                             f"first layer fit the data (in_features / in_channels), or the data fit the model "
+                             f"(e.g. the image size).") from e
         finally:
             self.model.train(was_training)
         axis = getattr(self.loss_func, 'axis', -1)   # where the loss reads the classes (1 for a segmentation)
@@ -634,6 +658,22 @@ class Learner:
                              f"classes ({self.data.classes[:10]}). Make the model's last layer output "
                              f"{self.data.c} values (cnn_learner and the other factories do this from data.c).")
         self._output_checked = True
+
+
+# torch's messages for an input the model's layers cannot take.
+_SHAPE_ERROR = re.compile(r'shapes cannot be multiplied|size mismatch|Expected .*channels|expected input|'
+                          r'must match the size|Given groups=|sizes? of tensors? must match|Input type .* weight type',
+                          re.IGNORECASE)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    "Whether `a` and `b` are the same device ('cuda' and 'cuda:0' are, when 0 is the current one)."
+    if a.type != b.type:
+        return False
+    if a.type != 'cuda' or a.index == b.index:
+        return True
+    current = torch.cuda.current_device()
+    return ifnone(a.index, current) == ifnone(b.index, current)
 
 
 def _channels_last(b: Any) -> Any:
@@ -746,8 +786,10 @@ def _writable_dir(folder: Path, setting: str) -> None:
         probe.touch()
         probe.unlink()
     except OSError as e:
+        example = "learn.model_dir = '/tmp/models' (an absolute path is used as is)" if setting == 'learn.model_dir' \
+            else f"{setting} = Path('/tmp/fastlib')"
         raise PermissionError(f"Cannot write to {folder} ({e.strerror}). Set {setting} to a writable folder, e.g. "
-                              f"learn.model_dir = '/tmp/models' (an absolute path is used as is).") from e
+                              f"{example}.") from e
 
 
 # --- Metric and callback lookup by name -------------------------------------------------------------------

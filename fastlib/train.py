@@ -72,8 +72,13 @@ def lr_find(learn: Learner, start_lr: float | slice = 1e-7, end_lr: float | slic
     Stops at a non-finite loss, or when the loss exceeds 4x its best if `stop_div`. Returns the suggested
     learning rates (valley, steep, minimum); `learn.recorder.plot(suggestion=True)` marks them.
     """
+    if isinstance(num_it, bool) or not isinstance(num_it, (int, np.integer)) or num_it < 2:
+        raise ValueError(f"lr_find needs num_it >= 2 batches to sweep the learning rate (default 100), not {num_it!r}.")
     start_lr = learn.lr_range(start_lr)
     end_lr = learn.lr_range(end_lr)
+    if not (np.all(start_lr > 0) and np.all(end_lr > start_lr)):
+        raise ValueError(f"lr_find sweeps from start_lr up to end_lr: both > 0 and start_lr < end_lr (defaults 1e-7 "
+                         f"and 10), not {start_lr.tolist()} and {end_lr.tolist()}.")
     start_lr = start_lr if len(start_lr) > 1 else float(start_lr[0])
     end_lr = end_lr if len(end_lr) > 1 else float(end_lr[0])
     snapshot = _LearnerSnapshot(learn)

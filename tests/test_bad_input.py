@@ -78,6 +78,17 @@ def _learner(**kwargs):
     return Learner(fake_data(), nn.Linear(8, 3), **kwargs)
 
 
+def _model_on_meta():
+    learn = fake_learner()
+    learn.model.to('meta')
+    return learn
+
+
+def _load_other_architecture(d):
+    fake_learner(path=d.root, hidden=16).save('other')
+    return fake_learner(path=d.root, hidden=32).load('other')
+
+
 def _drop_every_batch():
     learn = fake_learner(train_length=10, batch_size=32)
     learn.data.train_dl = learn.data.train_dl.new(drop_last=True)   # 10 items < bs 32: no batch at all
@@ -233,7 +244,19 @@ CASES = [
      lambda d: fake_learner(path=d.root, model_dir=d.a_file.name).save('m'), PermissionError,
      r"Cannot write to .*a_file.*Set learn.model_dir to a writable folder"),
     ('export into a path that is a file', lambda d: fake_learner(path=d.a_file).export(), PermissionError,
-     r'Cannot write to .*a_file.*Set learn.path to a writable folder'),
+     r"Cannot write to .*a_file.*Set learn.path to a writable folder, e.g. learn.path = Path\('/tmp/fastlib'\)"),
+    ('data that is not a DataBunch', lambda d: Learner([1, 2], nn.Linear(8, 3)), TypeError,
+     r'Learner needs a DataBunch as data, not list: build one with DataBunch.create\(train_ds, valid_ds'),
+    ('model moved to another device', lambda d: _model_on_meta().fit(1), RuntimeError,
+     r'The model is on meta but the data on cpu: move it with learn.model.to\(learn.data.device\)'),
+    ('model input size and data differ', lambda d: Learner(fake_data(n_in=8), nn.Linear(5, 3)).fit(1), ValueError,
+     r'The model cannot take the data.s input \(one item: shape \[\(1, 8\)\]\).*Make its first layer fit the data'),
+    ('weights of another architecture', lambda d: _load_other_architecture(d), RuntimeError,
+     r'other.pth does not fit this model: it was saved from a model with other layers or sizes.*size mismatch'),
+    ('lr_find with no batches to sweep', lambda d: fake_learner().lr_find(num_it=0), ValueError,
+     r'lr_find needs num_it >= 2 batches to sweep the learning rate \(default 100\), not 0'),
+    ('lr_find sweeping downwards', lambda d: fake_learner().lr_find(start_lr=1, end_lr=1e-3), ValueError,
+     r'lr_find sweeps from start_lr up to end_lr: both > 0 and start_lr < end_lr'),
 
     # DataBunch
     ('empty training set', lambda d: _empty_train(), ValueError, r'training set is empty \(0 items\)'),

@@ -25,6 +25,7 @@ import os
 import random
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,11 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 
 from .basic_train import Learner, LearnerCallback
 from .callback import SmoothenValue
+from .core import PathOrStr, atomic_write
 from .torch_core import bn_types, defaults, rank_distrib
 
-__all__ = ['DistributedTrainer', 'setup_distrib', 'to_distributed', 'convert_sync_batchnorm', 'valid_shard_plan',
-           'gather_batch', 'ShardSampler']
+__all__ = ['DistributedTrainer', 'DistributedRecorder', 'read_metrics', 'setup_distrib', 'to_distributed',
+           'convert_sync_batchnorm', 'valid_shard_plan', 'gather_batch', 'ShardSampler']
 
 # How long a rank waits for the others in a collective before giving up (a crashed or stuck rank must not
 # leave the rest hanging forever); the FASTLIB_DIST_TIMEOUT environment variable (seconds) overrides it.
@@ -340,6 +342,49 @@ class DistributedTrainer(LearnerCallback):
             warnings.warn(f"Rank {self.rank} of {self.world} stopped training with {type(exception).__name__}: "
                           f"{exception}. The other ranks stop when the launcher ends them, or after the process "
                           f"group's timeout.")
+
+
+class DistributedRecorder(LearnerCallback):
+    """fastai v1's per-process record: each rank writes its training losses (`losses_{rank}.npy`) and, per epoch, the
+    validation loss then the metrics (`metrics_{rank}.npy`) to `learn.path/cache_dir` after every epoch (atomically),
+    for `read_metrics`. Under `DistributedTrainer` every rank already reports the whole validation set's numbers,
+    so this is for scripts written for v1 (`cuda_id` is accepted for its signature; files are named by rank).
+    """
+
+    def __init__(self, learn: Learner, cuda_id: int | None = 0, cache_dir: PathOrStr = 'tmp'):
+        super().__init__(learn)
+        self.cuda_id, self.cache_dir = cuda_id, cache_dir
+
+    def on_train_begin(self, **kwargs: Any) -> None:
+        (self.learn.path / self.cache_dir).mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_end(self, **kwargs: Any) -> None:
+        self.save_stats()
+
+    def on_train_end(self, **kwargs: Any) -> None:
+        self.save_stats()
+
+    def save_stats(self) -> None:
+        "Write this rank's losses and per-epoch [valid_loss, *metrics] (a missing value is NaN)."
+        rec, folder, rank = self.learn.recorder, self.learn.path / self.cache_dir, rank_distrib()
+        metrics = rec.metrics or [[] for _ in rec.val_losses]
+        stats = [[v, *m] for v, m in zip(rec.val_losses, metrics)]
+        for name, values in ((f'losses_{rank}.npy', rec.losses), (f'metrics_{rank}.npy', stats)):
+            with atomic_write(folder / name) as f:
+                np.save(f, np.array(values, dtype=float))
+
+
+def read_metrics(cache_path: PathOrStr, n_gpus: int, reduce: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The (losses, metrics) that `DistributedRecorder` wrote in `cache_path` for ranks 0 to `n_gpus - 1`: averaged over
+    the ranks when `reduce`, else stacked with the rank first."""
+    folder = Path(cache_path)
+    missing = [r for r in range(n_gpus) if not (folder / f'losses_{r}.npy').is_file()]
+    if missing:
+        raise FileNotFoundError(f"No DistributedRecorder files of rank(s) {missing} in {folder}: was it the cache_dir "
+                                f"of the run, and did every rank train (n_gpus={n_gpus})?")
+    losses = np.stack([np.load(folder / f'losses_{r}.npy') for r in range(n_gpus)])
+    metrics = np.stack([np.load(folder / f'metrics_{r}.npy') for r in range(n_gpus)])
+    return (losses.mean(0), metrics.mean(0)) if reduce else (losses, metrics)
 
 
 class _DDP(nn.parallel.DistributedDataParallel):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -303,3 +304,22 @@ def test_launcher_hands_torchrun_its_options_and_wraps_the_script():
                     'train.py', '--lr', '0.1']
     with pytest.raises(ValueError, match='fastlib.launch runs a script file'):
         torchrun_args(['-m', 'some.module'])
+
+
+def test_distributed_recorder_and_read_metrics(tmp_path):
+    "fastai v1's per-rank files: each rank writes its own, read_metrics averages them (or stacks with reduce=False)."
+    learn = fake_learner(path=tmp_path, metrics=['accuracy'])
+    learn.fit(2, 1e-2, callbacks=[distributed.DistributedRecorder(learn, cache_dir='cache')])
+    rec = learn.recorder
+    losses, metrics = (np.load(tmp_path / 'cache' / f'{n}_0.npy') for n in ('losses', 'metrics'))
+    assert losses.tolist() == pytest.approx(rec.losses)
+    assert np.allclose(metrics, [[v, *m] for v, m in zip(rec.val_losses, rec.metrics)]) and metrics.shape == (2, 2)
+    # What rank 1 would write: here its numbers + 1.
+    np.save(tmp_path / 'cache' / 'losses_1.npy', losses + 1)
+    np.save(tmp_path / 'cache' / 'metrics_1.npy', metrics + 1)
+    mean_losses, mean_metrics = distributed.read_metrics(tmp_path / 'cache', 2)
+    assert np.allclose(mean_losses, losses + 0.5) and np.allclose(mean_metrics, metrics + 0.5)
+    all_losses, _ = distributed.read_metrics(tmp_path / 'cache', 2, reduce=False)
+    assert all_losses.shape == (2, len(losses))
+    with pytest.raises(FileNotFoundError, match=r"No DistributedRecorder files of rank\(s\) \[2\] in .*cache"):
+        distributed.read_metrics(tmp_path / 'cache', 3)

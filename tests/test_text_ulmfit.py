@@ -12,8 +12,11 @@ NB = Path(__file__).resolve().parents[1] / 'nbs' / 'lesson3_imdb.ipynb'
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-11-28 at full size: pretrained 0.630 vs scratch 0.805 "
-                   "(the 3-epoch gradual-unfreezing schedule ends at lr 1e-3 and underfits); recipe to be retuned")
+@pytest.mark.xfail(strict=False, reason="measured 2026-11-29, emb 64 / hidden 128: pretrained 0.63-0.785 vs scratch "
+                   "0.78-0.805 under every schedule tried, even with an LM pretrained on 10,000 reviews (perplexity "
+                   "66). Not a transfer bug (the loaded encoder reproduces the LM's outputs, see "
+                   "test_loaded_encoder_computes_what_the_language_model_computed): at this size the LM's features "
+                   "(linear probe 0.665) are weaker than the sentiment embeddings a scratch model learns on 800 reviews")
 def test_ulmfit_pretrained_encoder_beats_scratch(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv('FASTLIB_ULMFIT_FULL', '1')
     nb = nbformat.read(NB, as_version=4)

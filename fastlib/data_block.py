@@ -972,7 +972,9 @@ class LabelLists(ItemLists):
     def load_state(cls, path: PathOrStr, state: dict) -> LabelLists:
         """Training and validation lists with no items that process new ones as the saved ones did (`state`: what
         `LabelList.get_state` or a DataBunch's `export_state` gives)."""
-        return cls(path, LabelList.load_state(path, state), LabelList.load_state(path, copy.deepcopy(state)))
+        train = LabelList.load_state(path, state)
+        train.ignore_empty = True   # empty on purpose: no warning about the split
+        return cls(path, train, LabelList.load_state(path, copy.deepcopy(state)))
 
     @classmethod
     def load_empty(cls, path: PathOrStr, fn: PathOrStr = 'export.pkl') -> LabelLists:

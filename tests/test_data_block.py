@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -345,7 +347,9 @@ def test_label_lists_load_empty_from_an_export(tmp_path):
     df = pd.DataFrame({'x': [1., 2., 3., 4., 5., 6.], 'y': list('ababab')})
     lls = ItemList.from_df(df, path=tmp_path, cols='x').split_by_idx([0, 1]).label_from_df(cols='y')
     lls.valid.export('ds.pkl')
-    empty = LabelLists.load_empty(tmp_path, 'ds.pkl')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')   # empty on purpose: no warning about the split
+        empty = LabelLists.load_empty(tmp_path, 'ds.pkl')
     assert len(empty.train) == len(empty.valid) == 0
     assert empty.train.y.classes == empty.valid.y.classes == ['a', 'b']
     assert empty.train is not empty.valid and empty.train.y is not empty.valid.y

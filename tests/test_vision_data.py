@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -302,24 +303,52 @@ def test_coco_tiny_boxes(shared_data):
     data.show_batch(rows=2)
 
 
-def test_cpu_workers_run_the_batch_transforms(tmp_path):
+def test_cpu_workers_augment_and_send_uint8(tmp_path):
     path = _folder(tmp_path)
     data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, num_workers=1, device='cpu',
                                       persistent_workers=True)
     raw = next(iter(data.valid_dl.dl))[0]
-    assert raw.dtype == torch.float32 and raw.shape == (4, 3, 8, 8)    # collated and finished in the worker
+    assert raw.dtype == torch.uint8 and raw.shape == (4, 3, 8, 8)      # collated and augmented in the worker
     plain = torch.stack([data.valid_ds[i][0].px for i in range(4)])   # valid: a centre crop, no augmentation
-    assert torch.allclose(raw, plain, atol=1e-6)
-    data.normalize(imagenet_stats)                                     # normalization joins them in the workers
-    raw = next(iter(data.valid_dl.dl))[0]
+    assert torch.allclose(raw.float() / 255, plain, atol=1e-6)
+    threads = torch.get_num_threads()
+    x, y = next(iter(data.valid_dl))                                   # made float in this process
+    assert x.dtype == torch.float32 and torch.allclose(x, plain, atol=1e-6) and y.dtype == torch.long
+    data.normalize(imagenet_stats)                                     # ... and normalized here too
+    assert next(iter(data.valid_dl.dl))[0].dtype == torch.uint8
     mean, std = torch.tensor(imagenet_stats[0])[:, None, None], torch.tensor(imagenet_stats[1])[:, None, None]
-    assert torch.allclose(raw, (plain - mean) / std, atol=1e-5)
-    x, y = next(iter(data.valid_dl))                                   # ... and are not applied twice here
-    assert torch.allclose(x, raw) and y.dtype == torch.long
-    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader does them itself
+    x, _ = next(iter(data.valid_dl))
+    assert torch.allclose(x, (plain - mean) / std, atol=1e-5)
+    assert torch.get_num_threads() == threads                          # the one-thread conversion gives them back
+    xt, _ = next(iter(data.train_dl))                                  # augmented batches: the same way
+    assert xt.dtype == torch.float32 and xt.shape == (4, 3, 8, 8)
+    x2, _ = next(iter(data.valid_dl.new(num_workers=0)))               # a derived loader does it all itself
     assert torch.allclose(x, x2, atol=1e-6)
     data.valid_dl.add_tfm(lambda b: (b[0] * 0, b[1]))                  # a transform added later runs here
     assert next(iter(data.valid_dl))[0].abs().max() == 0
+
+
+def test_cpu_workers_with_other_batch_transforms_run_them_all_there(tmp_path):
+    path = _folder(tmp_path)
+    data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=4, num_workers=1, device='cpu',
+                                      dl_tfms=[_double])
+    raw = next(iter(data.valid_dl.dl))[0]
+    plain = torch.stack([data.valid_ds[i][0].px for i in range(4)])
+    assert raw.dtype == torch.float32 and torch.allclose(raw, plain * 2, atol=1e-6)   # not rounded to 8 bits
+
+
+def _double(b):
+    return b[0] * 2, b[1]
+
+
+def test_float_images_are_not_rounded_to_8_bits():
+    ds = SimpleNamespace(tfms=[], tfmargs={'on_batch': True})
+    x = torch.rand(2, 3, 4, 4) * 5 - 1                                  # a dataset of float images, any range
+    out, _ = ImageBatchTransform(ds, to_uint8=True)((x, torch.zeros(2)))
+    assert torch.equal(out, x)
+    u8 = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    out, _ = ImageBatchTransform(ds, to_uint8=True)((u8, torch.zeros(2)))
+    assert torch.equal(out, u8)                                        # 8-bit in, no change: 8-bit out, exactly
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..basic_data import DataBunch, DatasetType
+from ..basic_data import CollateThenTfms, DataBunch, DatasetType
 from ..core import PathOrStr, atomic_write, ifnone
 from ..data_block import (CategoryList, EmptyLabel, ItemList, LabelList, LabelLists, MultiCategoryList,
                           MultiCategoryProcessor, PreProcessor, csv_file, get_files)
@@ -35,7 +35,7 @@ from ..layers import CrossEntropyFlat, MSELossFlat
 from ..serialization import register_safe_globals
 from ..torch_core import data_collate, to_data
 from .image import FlowField, Image, ImageBBox, ImagePoints, ImageSegment, _open_tensor
-from .transform import ImageBatchTransform
+from .transform import ImageBatchTransform, ImagesToFloat
 
 __all__ = ['get_image_files', 'get_annotations', 'bb_pad_collate', 'normalize', 'denormalize', 'normalize_funcs',
            'channel_view', 'ImageDataBunch', 'download_image', 'download_images', 'resize_to', 'verify_image',
@@ -511,9 +511,9 @@ def _defer_to_batch(ds: Any) -> None:
 def _install_batch_tfms(data: DataBunch) -> None:
     """Put an ImageBatchTransform of each loader's own dataset first in its batch transforms.
 
-    On a CPU device with workers, the batch transforms (augmentation, then normalization once `normalize` adds
-    it) run in the workers after collating: there the device is the CPU, and the workers are its cores. The
-    batches reach this process finished, so it does no per-batch work (see `DeviceDataLoader.run_tfms_in_collate`).
+    On a CPU device with workers, the augmentation runs in the workers after collating (there the device is the
+    CPU, and the workers are its cores), and the batches come back as uint8 to be made float and normalized here
+    (see `_tfms_to_workers`).
     """
     # (not `data.dls`: it leaves out a validation loader with no items, as an exported DataBunch has)
     for dl in _loaders(data):
@@ -527,9 +527,23 @@ def _loaders(data: DataBunch) -> list:
 
 
 def _tfms_to_workers(data: DataBunch) -> None:
-    "On a CPU device, let the loaders with workers run their current batch transforms in them."
+    """On a CPU device, let the loaders with workers run their batch transforms in them.
+
+    The usual loader (the augmentation, then the normalization) sends its batches back as uint8: the workers
+    augment and round to 8 bits, and this process makes them float and normalizes them (`ImagesToFloat`), a quarter
+    of the bytes to move between processes. A loader with other batch transforms runs them all in the workers.
+    """
+    norm = getattr(data, 'norm', None)
     for dl in _loaders(data):
-        if data.device.type == 'cpu' and dl.num_workers > 0:
+        if data.device.type != 'cpu' or dl.num_workers == 0:
+            continue
+        augment = [t for t in dl.tfms if isinstance(t, ImageBatchTransform)]
+        rest = [t for t in dl.tfms if not isinstance(t, (ImageBatchTransform, ImagesToFloat)) and t is not norm]
+        if len(augment) == 1 and not rest:
+            augment = ImageBatchTransform(augment[0].ds, to_uint8=True)
+            dl.tfms = [augment, ImagesToFloat(norm)]
+            dl.dl = dl._new_dl(collate_fn=CollateThenTfms(dl.collate_fn, [augment]))
+        else:
             dl.run_tfms_in_collate()
 
 

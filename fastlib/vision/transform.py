@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from .image import (Image, RandTransform, TfmAffine, TfmCoord, TfmCrop, TfmLight
 __all__ = ['brightness', 'contrast', 'crop', 'crop_pad', 'cutout', 'dihedral', 'dihedral_affine', 'flip_affine',
            'flip_lr', 'jitter', 'pad', 'perspective_warp', 'rgb_randomize', 'rotate', 'skew', 'squish',
            'symmetric_warp', 'tilt', 'zoom', 'zoom_squish', 'rand_pad', 'rand_zoom', 'rand_crop', 'zoom_crop',
-           'get_transforms', 'rand_resize_crop', 'ImageBatchTransform', 'batch_transform']
+           'get_transforms', 'rand_resize_crop', 'ImageBatchTransform', 'ImagesToFloat', 'batch_transform']
 
 
 def _mats(a: Tensor, b: Tensor, c: Tensor, d: Tensor, e: Tensor, f: Tensor) -> Tensor:
@@ -341,11 +341,13 @@ class ImageBatchTransform:
     transforms of the dataset `ds` (a LabelList whose items stopped before them, `on_batch=True`) on the whole batch.
 
     It reads `ds.tfms` at each batch, so changing the dataset's transforms takes effect at once (in a loader's
-    worker processes: when they start).
+    worker processes: when they start). With `to_uint8`, images that came as uint8 leave as uint8 again (the
+    augmented pixels rounded to 8 bits): a worker process then hands over a quarter of the bytes, and the loader
+    makes them float in this process (`ImagesToFloat`).
     """
 
-    def __init__(self, ds: Any):
-        self.ds = ds
+    def __init__(self, ds: Any, to_uint8: bool = False):
+        self.ds, self.to_uint8 = ds, to_uint8
 
     def __repr__(self) -> str:
         return f'ImageBatchTransform({len(listify(getattr(self.ds, "tfms", None)))} transforms)'
@@ -357,6 +359,7 @@ class ImageBatchTransform:
         y_kind = getattr(getattr(ds, 'y', None), '_y_kind', None)
         if not isinstance(x, Tensor):   # several inputs: nothing image-specific to do
             return x, y
+        was_uint8 = x.dtype == torch.uint8
         if y_kind == 'image' and isinstance(y, Tensor) and y.dtype == torch.uint8:
             y = y.float().div_(255)
         y_ok = y_kind in ('mask', 'image') and isinstance(y, Tensor) and y.dim() == 4 or \
@@ -377,4 +380,33 @@ class ImageBatchTransform:
         if y_kind == 'mask' and isinstance(y, Tensor) and not torch.is_floating_point(y) or \
                 y_kind == 'mask' and use_y:
             y = y.round().long() if torch.is_floating_point(y) else y.long()
+        if getattr(self, 'to_uint8', False) and was_uint8 and x.is_floating_point():
+            x = x.mul_(255).round_().clamp_(0, 255).to(torch.uint8)   # in [0, 1] after lighting and resampling
         return x, y
+
+
+@register_safe_globals
+class ImagesToFloat:
+    """The part of a CPU image loader with workers that runs in this process: the uint8 images its workers
+    augmented (`ImageBatchTransform(to_uint8=True)`) to float in [0, 1], then normalized by `norm` when given.
+
+    It runs on one thread: the workers keep the cores busy, and torch's parallel kernels here would wait for them.
+    """
+
+    def __init__(self, norm: Callable | None = None):
+        self.norm = norm
+
+    def __repr__(self) -> str:
+        return f'ImagesToFloat(normalized={self.norm is not None})'
+
+    def __call__(self, b: tuple) -> tuple:
+        x, y = b
+        if not (isinstance(x, Tensor) and x.dtype == torch.uint8):
+            return b
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            b = (x.mul(1 / 255), y)   # one pass to float32
+            return self.norm(b) if self.norm is not None else b
+        finally:
+            torch.set_num_threads(n)

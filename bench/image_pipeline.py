@@ -1,12 +1,14 @@
 """Images per second of a training loader over cifar10_small (JPEG files): fastlib against torchvision.
 
-fastlib: `ImageDataBunch.from_folder(ds_tfms=get_transforms(), size=...)` normalized; its workers decode, resize
-and random-crop to uint8 tensors, and the flip/warp/rotate/zoom/lighting run on whole batches on the device (on a
-CPU: in the workers, which send uint8 batches that this process makes float and normalizes). torchvision: `ImageFolder` + `DataLoader` with per-item RandomResizedCrop, RandomHorizontalFlip,
-RandomRotation, ColorJitter, ToTensor, Normalize (the same kinds of augmentation), the same `bs` and
-`num_workers`, batches moved to the same device. Ceiling: a plain PIL open + convert + resize loop in this
-process (one core). Each loader is timed over `--batches` batches after its first one (worker start-up
-excluded; each batch is read once, as training reads it), `--reps` times, alternating; prints the best and the median, and the fastlib / torchvision ratio.
+fastlib: `ImageDataBunch.from_folder(ds_tfms=get_transforms(), size=...)` normalized; its workers decode to uint8
+tensors (resized per item only when larger than `size`: cifar's 32 px images are upsampled inside the batch's
+resampling), and the flip/warp/rotate/zoom/lighting run on whole batches on the device (on a CPU: in the workers,
+which send uint8 batches that this process makes float and normalizes). torchvision: `ImageFolder` + `DataLoader`
+with per-item RandomResizedCrop, RandomHorizontalFlip, RandomRotation, ColorJitter, ToTensor, Normalize (the same
+kinds of augmentation), the same `bs` and `num_workers`, batches moved to the same device. Ceiling: a plain PIL
+open + convert + resize loop in this process (one core). Each loader is timed over `--batches` batches after its
+first one (worker start-up excluded; each batch is read once, as training reads it), `--reps` times, alternating;
+prints the best and the median, and the fastlib / torchvision ratio.
 
     python bench/image_pipeline.py [--sizes 32 128] [--bs 64] [--workers N] [--reps 3] [--batches 60]
                                    [--device cpu|cuda]

@@ -151,8 +151,17 @@ def data_collate(batch: Sequence) -> Any:
     "Collate a list of samples into a batch, first turning item objects (anything with a `.data`) into their data."
     batch = list(batch)
     if batch and _holds_items(batch[0]):  # decided on the first sample: samples of a dataset share a structure
+        _before_collate(batch)
         batch = to_data(batch)
     return torch.utils.data.dataloader.default_collate(batch)
+
+
+def _before_collate(batch: list) -> None:
+    "Hand each item type of the samples (with a `before_collate` class method) its column of the batch first."
+    for column in zip(*[s if is_listy(s) else [s] for s in batch]):
+        hook = getattr(type(column[0]), 'before_collate', None)
+        if hook is not None:
+            hook(column)
 
 
 def _holds_items(sample: Any) -> bool:

@@ -146,7 +146,7 @@ def test_name_factories(tmp_path):
                [str(p.name[0]) for p in d.train_ds.x.items]
 
 
-def _seg_data(tmp_path, classes, tfm_y=True, n=4):
+def _seg_data(tmp_path, classes, tfm_y=True, n=4, size=16):
     "Images whose bright pixels are exactly the pixels of class 1 in their mask."
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -155,7 +155,7 @@ def _seg_data(tmp_path, classes, tfm_y=True, n=4):
         _write(tmp_path / 'labels' / f'{i}_P.png', m)
     src = (SegmentationItemList.from_folder(tmp_path / 'images').split_by_idx([0])
            .label_from_func(lambda o: tmp_path / 'labels' / f'{o.stem}_P.png', classes=classes))
-    return src.transform(get_transforms(max_lighting=0.), size=16, tfm_y=tfm_y, mode='nearest').databunch(bs=3, **KW)
+    return src.transform(get_transforms(max_lighting=0.), size=size, tfm_y=tfm_y, mode='nearest').databunch(bs=3, **KW)
 
 
 def test_segmentation_masks_follow_images_on_the_batch(tmp_path):
@@ -167,6 +167,48 @@ def test_segmentation_masks_follow_images_on_the_batch(tmp_path):
         assert torch.equal((x[:, :1] > 0.5).long(), y)
     assert data.c == 2 and data.train_ds.y.loss_func is not None
     data.show_batch(rows=2)
+
+
+def test_masks_follow_images_upsampled_on_the_batch(tmp_path):
+    data = _seg_data(tmp_path, ['void', 'thing'], size=32)    # 16 px sources: images upsampled in the batch
+    assert next(iter(data.train_dl.dl))[0].shape == (3, 3, 16, 16)
+    torch.manual_seed(0)
+    for _ in range(3):
+        x, y = next(iter(data.train_dl))
+        assert x.shape == (3, 3, 32, 32) and y.shape == (3, 1, 32, 32)
+        # nearest sampling of the 16 px image and of the 32 px mask agree but where a sample falls on a pixel edge
+        assert ((x[:, :1] > 0.5).long() != y).float().mean() < 0.005
+
+
+def test_upsampling_is_left_to_the_batch(tmp_path):
+    path = _folder(tmp_path, size=(12, 12))
+    data = ImageDataBunch.from_folder(path, ds_tfms=([flip_lr(p=1.)], []), size=24, bs=4, **KW)
+    x0 = data.valid_ds[0][0]
+    assert x0.shape == (3, 24, 24) and x0.px.shape == (3, 24, 24)   # an item shows the size it was given
+    assert next(iter(data.valid_dl.dl))[0].shape == (4, 3, 12, 12)  # a batch carries the sources
+    src = torch.stack([data.valid_ds.x.get(i).px for i in range(4)])
+    up = F.interpolate(src, size=(24, 24), mode='bilinear', align_corners=False)
+    x, _ = next(iter(data.valid_dl))
+    assert x.shape == (4, 3, 24, 24) and torch.allclose(x, up, atol=1e-6)
+    per_item = torch.stack([data.valid_ds[i][0].px for i in range(4)])   # upsampled one by one, in 8 bits
+    assert (x - per_item).abs().max() <= 1 / 255 + 1e-6
+    data.train_dl = data.train_dl.new(shuffle=False)
+    xt, _ = next(iter(data.train_dl))   # the flip samples the sources directly: the flipped upsampled images
+    srct = torch.stack([data.train_ds.x.get(i).px for i in range(4)])
+    assert torch.allclose(xt, F.interpolate(srct, size=(24, 24), mode='bilinear', align_corners=False).flip(-1),
+                          atol=1e-5)
+
+
+def test_a_batch_of_mixed_sizes_is_upsampled_per_item(tmp_path):
+    path = _folder(tmp_path, size=(12, 12))
+    _write(path / 'valid' / 'a' / 'odd.png', np.full((16, 16, 3), 99, dtype=np.uint8))
+    data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=24, bs=9, **KW)
+    raw = next(iter(data.valid_dl.dl))[0]
+    assert raw.shape == (9, 3, 24, 24) and raw.dtype == torch.uint8
+    x, _ = next(iter(data.valid_dl))
+    assert torch.equal(x, torch.stack([data.valid_ds[i][0].px for i in range(9)]))
+    data = ImageDataBunch.from_folder(path, ds_tfms=get_transforms(), size=8, bs=9, **KW)   # downsizing: per item
+    assert next(iter(data.valid_dl.dl))[0].shape == (9, 3, 8, 8)
 
 
 def test_mask_code_beyond_classes_is_named(tmp_path):

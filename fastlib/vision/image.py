@@ -341,6 +341,12 @@ def _apply_lighting_slow(x: Tensor, todo: list) -> Tensor:
     return torch.sigmoid(lx)
 
 
+def _resize_px(x: Tensor, h: int, w: int) -> Tensor:
+    "The CHW pixels `x` resized to h x w, bilinear (antialiased, so downscaled images stay smooth); uint8 stays uint8."
+    y = x[None] if x.dtype == torch.uint8 else x[None].float()
+    return F.interpolate(y, size=(h, w), mode='bilinear', antialias=True, align_corners=False)[0]
+
+
 def _crop_target(size: Any, mult: int | None) -> tuple[int, int]:
     h, w = tis2hw(size)
     if mult:
@@ -386,11 +392,42 @@ class Image(ItemBase):
         self._raw = False           # True: `data` gives the stored (uint8) pixels for the device-side batch transforms
         self.sample_kwargs = {}
 
+    # The stored pixels. An image may hold them at a smaller size with an upsampling still to do (`_pending`, the
+    # (h, w) it is to have: see `_resized_later`); reading `_px` does it, only `data` for the batch skips it.
+    @property
+    def _px(self) -> Tensor:
+        d = self.__dict__
+        if d.get('_pending') is not None:
+            d['_stored'], d['_pending'] = _resize_px(d['_stored'], *d['_pending']), None
+        return d['_stored']
+
+    @_px.setter
+    def _px(self, v: Tensor) -> None:
+        self.__dict__['_stored'], self.__dict__['_pending'] = v, None
+
+    def __setstate__(self, state: dict) -> None:
+        if '_px' in state:   # pickled before the pixels became a property
+            state['_stored'] = state.pop('_px')
+        self.__dict__.update(state)
+
     # data and obj are the pixels (ItemBase stores attributes; an image computes them)
     @property
     def data(self) -> Tensor:
-        "The pixels as they go in a batch (float in [0, 1]; uint8 for the device-side batch path)."
-        return self._px if self._raw else self.px
+        """The pixels as they go in a batch (float in [0, 1]; uint8 for the device-side batch path, which also does
+        an upsampling left pending for it)."""
+        return self.__dict__['_stored'] if self._raw else self.px
+
+    @classmethod
+    def before_collate(cls, items: Sequence) -> None:
+        """Called by `data_collate` on the images of a batch: their pending upsamplings are left to the batch transform
+        only when all of them have one and share its source and target sizes; otherwise they are done here."""
+        pending = [o for o in items if isinstance(o, Image) and o.__dict__.get('_pending') is not None]
+        if not pending:
+            return
+        kinds = {(tuple(o.__dict__['_stored'].shape), o.__dict__['_pending']) for o in pending}
+        if len(pending) < len(items) or len(kinds) > 1:
+            for o in pending:
+                o._px  # noqa: B018 (reading it does the upsampling)
 
     @property
     def obj(self) -> Image:
@@ -428,20 +465,21 @@ class Image(ItemBase):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self._px.shape)
+        return (self.__dict__['_stored'].shape[0], *self.size)
 
     @property
     def size(self) -> tuple[int, int]:
         "(height, width)."
-        return tuple(self._px.shape[-2:])
+        return self.__dict__.get('_pending') or tuple(self.__dict__['_stored'].shape[-2:])
 
     @property
     def device(self) -> torch.device:
-        return self._px.device
+        return self.__dict__['_stored'].device
 
     def clone(self) -> Image:
         "A copy of this image (pixels shared until changed: transforms never write in place)."
-        res = self.__class__(self._px)
+        res = self.__class__(self.__dict__['_stored'])
+        res.__dict__['_pending'] = self.__dict__.get('_pending')
         res.sample_kwargs = dict(self.sample_kwargs)
         return res
 
@@ -468,13 +506,15 @@ class Image(ItemBase):
     def _resized(self, h: int, w: int) -> Image:
         if (h, w) == self.size:
             return self
-        x = self._px
-        if x.dtype == torch.uint8:
-            # antialias keeps downscaled images smooth; uint8 in and out, as cheap as PIL in a worker
-            y = F.interpolate(x[None], size=(h, w), mode='bilinear', antialias=True, align_corners=False)[0]
-        else:
-            y = F.interpolate(x[None].float(), size=(h, w), mode='bilinear', antialias=True, align_corners=False)[0]
-        return self._new(y)
+        return self._new(_resize_px(self._px, h, w))
+
+    def _resized_later(self, h: int, w: int) -> Image:
+        """A copy that reports the size h x w but keeps the pixels as they are until read. The device-side batch
+        transform does the upsampling of a batch of such images inside its one resampling (`grid_sample` samples
+        the small source directly), instead of an interpolation per item and 16x the bytes between processes."""
+        res = self.clone()
+        res.__dict__['_pending'] = (h, w)
+        return res
 
     def _new(self, px: Tensor) -> Image:
         res = self.clone()
@@ -515,13 +555,14 @@ class Image(ItemBase):
     def apply_tfms(self, tfms: TfmList, do_resolve: bool = True, xtra: dict | None = None, size: Any = None,
                    resize_method: ResizeMethod | None = None, mult: int | None = None,
                    padding_mode: str = 'reflection', mode: str = 'bilinear', remove_out: bool = True,
-                   on_batch: bool = False) -> Image:
+                   on_batch: bool = False, resize_on_batch: bool = False) -> Image:
         """A copy transformed by `tfms` (resolving their random parameters when `do_resolve`) and resized to `size`.
 
         `resize_method` (default CROP for an int `size`, SQUISH for a tuple) says how the aspect ratio is kept;
         `padding_mode` and `mode` are grid_sample's; `xtra` maps a transform to extra arguments; `mult` rounds
         the size up to a multiple. `on_batch` stops after resizing and the pixel/crop transforms, leaving the
-        geometric and lighting ones to the device-side batch transform.
+        geometric and lighting ones to the device-side batch transform; with `resize_on_batch` too, an upsampling of
+        a uint8 image (source no larger than `size`, same aspect ratio or SQUISH) is left to that transform as well.
         """
         tfms = sorted(listify(tfms), key=lambda o: (o.tfm.stage, o.tfm.order))
         xtra = ifnone(xtra, {})
@@ -537,7 +578,10 @@ class Image(ItemBase):
         if size is not None:
             target = _crop_target(size, mult)
             method = ResizeMethod(ifnone(resize_method, ResizeMethod.SQUISH if is_listy(size) else ResizeMethod.CROP))
-            x = x._resized(*_resize_target(*x.size, target, method))
+            hw = _resize_target(*x.size, target, method)
+            later = on_batch and resize_on_batch and type(x) is Image and x._px.dtype == torch.uint8 and \
+                hw == target != x.size and hw[0] >= x.size[0] and hw[1] >= x.size[1]
+            x = x._resized_later(*hw) if later else x._resized(*hw)
             if not has_crop and x.size != target:
                 x = x._crop_pad(*target, padding_mode=padding_mode)
         for t in tfms:

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from ..core import listify
 from ..serialization import register_safe_globals
-from .image import (Image, RandTransform, TfmAffine, TfmCoord, TfmCrop, TfmLighting, TfmPixel, _grid_of,
-                    _move_points, apply_lighting, apply_lighting_uint8, compose_geometry)
+from .image import (Image, RandTransform, TfmAffine, TfmCoord, TfmCrop, TfmLighting, TfmPixel, _crop_target,
+                    _grid_of, _move_points, apply_lighting, apply_lighting_uint8, compose_geometry)
 
 __all__ = ['brightness', 'contrast', 'crop', 'crop_pad', 'cutout', 'dihedral', 'dihedral_affine', 'flip_affine',
            'flip_lr', 'jitter', 'pad', 'perspective_warp', 'rgb_randomize', 'rotate', 'skew', 'squish',
@@ -294,14 +294,18 @@ def get_transforms(do_flip: bool = True, flip_vert: bool = False, max_rotate: fl
 
 # ---------------------------------------------------------------------------------------------- batch transform
 def batch_transform(x: Tensor, tfms: Sequence[RandTransform], y: Any = None, y_kind: str | None = None,
-                    mode: str = 'bilinear', padding_mode: str = 'reflection', remove_out: bool = True
-                    ) -> tuple[Tensor, Any]:
+                    mode: str = 'bilinear', padding_mode: str = 'reflection', remove_out: bool = True,
+                    size: tuple[int, int] | None = None) -> tuple[Tensor, Any]:
     """The images `x` (n, c, h, w; uint8 or float in [0, 1]) with the geometric and lighting transforms of `tfms`
     drawn per image and applied in one `grid_sample`; the targets `y` follow the same geometry when `y_kind` is
     'mask' (n, 1, h, w), 'points' (n, k, 2 as y, x) or 'bbox' ((n, k, 4), (n, k) labels; 0 is padding).
+
+    With `size` (h, w), the images come out that size: the resampling reads the smaller sources directly (bilinear
+    upsampling folded into it), or, with no geometric transform to do, they are interpolated.
     """
     tfms = sorted(listify(tfms), key=lambda o: (o.tfm.stage, o.tfm.order))
-    n, _, h, w = x.shape
+    n, _, h0, w0 = x.shape
+    h, w = size if size is not None else (h0, w0)
     mat, grid_fns = compose_geometry(tfms, n, h, w, x.device, batch=True)
     # Lighting first (fastai v1's order): on uint8 pixels it is a lookup in a 256-level table per image, which
     # also does the conversion to float.
@@ -317,6 +321,8 @@ def batch_transform(x: Tensor, tfms: Sequence[RandTransform], y: Any = None, y_k
             y = _move_points(y.flip(-1).float(), mat).flip(-1)
         elif y_kind == 'bbox' and mat is not None:
             y = _move_boxes(y[0], y[1], mat, remove_out)
+    elif (h, w) != (h0, w0):
+        x = F.interpolate(x, size=(h, w), mode='bilinear', align_corners=False)
     return x, y
 
 
@@ -372,9 +378,12 @@ class ImageBatchTransform:
         if use_y and tfms and any(t not in listify(getattr(ds, 'tfms_y', tfms)) for t in tfms
                                   if t.tfm.kind in ('affine', 'coord')):
             use_y = False  # a geometric transform flagged use_on_y=False: targets cannot share the grid
+        # Items may have left their upsampling to `size` to this transform (`Image._resized_later`).
+        size = _crop_target(args['size'], args.get('mult')) if on_batch and args.get('resize_on_batch') and \
+            args.get('size') is not None else None
         x, y2 = batch_transform(x, tfms, y if use_y else None, y_kind if use_y else None,
                                 mode=args.get('mode', 'bilinear'), padding_mode=args.get('padding_mode', 'reflection'),
-                                remove_out=args.get('remove_out', True))
+                                remove_out=args.get('remove_out', True), size=size)
         if use_y:
             y = y2
         if y_kind == 'mask' and isinstance(y, Tensor) and not torch.is_floating_point(y) or \

@@ -405,11 +405,6 @@ class Image(ItemBase):
     def _px(self, v: Tensor) -> None:
         self.__dict__['_stored'], self.__dict__['_pending'] = v, None
 
-    def __setstate__(self, state: dict) -> None:
-        if '_px' in state:   # pickled before the pixels became a property
-            state['_stored'] = state.pop('_px')
-        self.__dict__.update(state)
-
     # data and obj are the pixels (ItemBase stores attributes; an image computes them)
     @property
     def data(self) -> Tensor:
